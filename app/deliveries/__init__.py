@@ -1,0 +1,1 @@
+"""Claiming, sending and recording deliveries; the RQ jobs that drive them."""

@@ -1,0 +1,443 @@
+"""The delivery engine: claim due deliveries, build signed requests, record outcomes in bulk.
+
+Claims are conditional updates of ``locked_until`` (a lease), so two workers never send the
+same attempt at once, and a worker that dies only delays its claims until the lease ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+
+from app.crypto import SecretBox
+from app.deliveries.retry import RetryPolicy
+from app.extensions import db
+from app.ids import new_id
+from app.models import EPOCH, Attempt, Delivery, Endpoint, Event, utcnow
+from app.signing import sign_hex, signature_header
+from app.transport import Outcome, Transport
+from app.version import __version__
+
+DELIVERIES = Delivery.__table__
+ENDPOINTS = Endpoint.__table__
+EVENTS = Event.__table__
+USER_AGENT = f"Herald/{__version__}"
+
+
+@dataclass
+class Send:
+    """Everything needed to make one attempt, detached from the ORM session."""
+
+    delivery_id: str
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    url: str
+    payload: bytes
+    number: int
+    trigger: str
+    secrets: list[str]
+    extra_headers: dict[str, str]
+    compat: tuple[str, str, str] | None  # (header, prefix, secret) for the hex scheme
+    rate_limit: int | None = None  # deliveries per second, enforced across workers
+    lease: datetime | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    attempt_id: str
+    send: Send
+    outcome: Outcome
+    next_attempt_at: datetime | None
+    final_status: str
+
+
+def live_secrets(endpoint: Endpoint, box: SecretBox, now: datetime) -> list[str]:
+    """The current secret, then the previous one while its rotation grace lasts."""
+    secrets = [box.decrypt(endpoint.secret_enc)]
+    if (
+        endpoint.previous_secret_enc
+        and endpoint.previous_secret_until
+        and endpoint.previous_secret_until > now
+    ):
+        secrets.append(box.decrypt(endpoint.previous_secret_enc))
+    return secrets
+
+
+def compat_signing(endpoint: Any, secrets: list[str]) -> tuple[str, str, str] | None:
+    """The hex header keeps the old secret during the grace: its receivers compare one value."""
+    sig = endpoint.signature or {}
+    if sig.get("scheme") != "hmac-sha256-hex":
+        return None
+    return (sig.get("header") or "X-Webhook-Signature", sig.get("prefix", ""), secrets[-1])
+
+
+def make_send(
+    delivery_id: str,
+    event: Event,
+    endpoint: Endpoint,
+    number: int,
+    trigger: str,
+    box: SecretBox,
+    now: datetime,
+) -> Send:
+    secrets = live_secrets(endpoint, box, now)
+    return Send(
+        delivery_id=delivery_id,
+        event_id=event.id,
+        event_type=event.type,
+        endpoint_id=endpoint.id,
+        url=endpoint.url,
+        payload=event.payload.encode(),
+        number=number,
+        trigger=trigger,
+        secrets=secrets,
+        extra_headers=dict(endpoint.headers or {}),
+        compat=compat_signing(endpoint, secrets),
+        rate_limit=endpoint.rate_limit,
+    )
+
+
+def build_headers(send: Send, timestamp: int) -> dict[str, str]:
+    """The request headers of one attempt, signed with a fresh timestamp."""
+    signature = signature_header(send.secrets, send.event_id, timestamp, send.payload)
+    headers = dict(send.extra_headers)
+    headers.update(
+        {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": send.event_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature,
+            "svix-id": send.event_id,
+            "svix-timestamp": str(timestamp),
+            "svix-signature": signature,
+            "herald-webhook-id": send.endpoint_id,
+            "herald-attempt": str(send.number),
+        }
+    )
+    if send.compat:
+        name, prefix, secret = send.compat
+        headers[name] = prefix + sign_hex(secret, send.payload)
+    return headers
+
+
+def attempt(transport: Transport, send: Send) -> tuple[Send, Outcome]:
+    """Sign and POST once (safe to run in a sending thread: touches no database)."""
+    send.headers = build_headers(send, int(time.time()))
+    return send, transport.post(send.url, send.payload, send.headers)
+
+
+def due_filter(now: datetime) -> list[Any]:
+    """Deliveries owed now: pending, due, not leased, to a live active endpoint."""
+    live = select(ENDPOINTS.c.id).where(
+        ENDPOINTS.c.status == "active", ENDPOINTS.c.deleted_at.is_(None)
+    )
+    return [
+        DELIVERIES.c.status == "pending",
+        DELIVERIES.c.next_attempt_at <= now,
+        DELIVERIES.c.locked_until <= now,
+        DELIVERIES.c.endpoint_id.in_(live),
+    ]
+
+
+def any_due(now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    row = db.session.execute(select(DELIVERIES.c.id).where(*due_filter(now)).limit(1)).first()
+    db.session.rollback()
+    return row is not None
+
+
+def claim_due(
+    box: SecretBox,
+    limit: int,
+    per_endpoint: int,
+    lease_seconds: float,
+    exclude: Iterable[str] = (),
+) -> list[Send]:
+    """Claim up to ``limit`` due deliveries (at most ``per_endpoint`` each) in one statement."""
+    now = utcnow()
+    lease = now + timedelta(seconds=lease_seconds)
+    conditions = due_filter(now)
+    excluded = list(exclude)
+    if excluded:
+        conditions.append(DELIVERIES.c.endpoint_id.not_in(excluded))
+    window = (
+        select(DELIVERIES.c.id, DELIVERIES.c.endpoint_id, DELIVERIES.c.next_attempt_at)
+        .where(*conditions)
+        .order_by(DELIVERIES.c.next_attempt_at)
+        .limit(limit * 4)
+        # Workers claiming at once skip each other's rows instead of waiting on them: no
+        # lock waits, so no deadlock between two claims (PostgreSQL; SQLite has one writer).
+        .with_for_update(skip_locked=True)
+        .subquery()
+    )
+    ranked = select(
+        window.c.id,
+        func.row_number()
+        .over(partition_by=window.c.endpoint_id, order_by=window.c.next_attempt_at)
+        .label("rank"),
+    ).subquery()
+    picked = select(ranked.c.id).where(ranked.c.rank <= per_endpoint).limit(limit)
+    stmt = (
+        update(DELIVERIES)
+        .where(
+            DELIVERIES.c.id.in_(picked),
+            DELIVERIES.c.status == "pending",
+            DELIVERIES.c.locked_until <= now,
+        )
+        .values(locked_until=lease)
+        .returning(
+            DELIVERIES.c.id,
+            DELIVERIES.c.event_id,
+            DELIVERIES.c.endpoint_id,
+            DELIVERIES.c.attempts,
+            DELIVERIES.c.trigger,
+        )
+    )
+    sends = []
+    for row in _claimed(stmt):
+        secrets = _secrets_cached(row, box, now)
+        sends.append(
+            Send(
+                delivery_id=row.id,
+                event_id=row.event_id,
+                event_type=row.event_type,
+                endpoint_id=row.endpoint_id,
+                url=row.url,
+                payload=row.payload.encode(),
+                number=row.attempts + 1,
+                trigger=row.trigger,
+                secrets=secrets,
+                extra_headers=dict(row.headers or {}),
+                compat=compat_signing(row, secrets),
+                rate_limit=row.rate_limit,
+                lease=lease,
+            )
+        )
+    return sends
+
+
+ENDPOINT_COLUMNS = (
+    ENDPOINTS.c.url,
+    ENDPOINTS.c.headers,
+    ENDPOINTS.c.signature,
+    ENDPOINTS.c.rate_limit,
+    ENDPOINTS.c.secret_enc,
+    ENDPOINTS.c.previous_secret_enc,
+    ENDPOINTS.c.previous_secret_until,
+)
+
+
+def _claimed(claim: Any) -> list[Any]:
+    """Run the claiming UPDATE and return its rows with their event's and endpoint's columns.
+
+    On PostgreSQL it is one round trip (the UPDATE as a CTE, joined); elsewhere two more
+    core selects. Core rows, not ORM objects: this runs for every batch on the hot path.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        claimed = claim.cte("claimed")
+        query = select(
+            claimed,
+            EVENTS.c.type.label("event_type"),
+            EVENTS.c.payload,
+            *ENDPOINT_COLUMNS,
+        ).select_from(
+            claimed.join(EVENTS, EVENTS.c.id == claimed.c.event_id).join(
+                ENDPOINTS, ENDPOINTS.c.id == claimed.c.endpoint_id
+            )
+        )
+        joined = list(db.session.execute(query).all())
+        db.session.commit()
+        return joined
+    rows = db.session.execute(claim).all()
+    db.session.commit()
+    if not rows:
+        return []
+    events = {
+        e.id: e
+        for e in db.session.execute(
+            select(EVENTS.c.id, EVENTS.c.type, EVENTS.c.payload).where(
+                EVENTS.c.id.in_({r.event_id for r in rows})
+            )
+        )
+    }
+    endpoints = {
+        e.id: e
+        for e in db.session.execute(
+            select(ENDPOINTS.c.id, *ENDPOINT_COLUMNS).where(
+                ENDPOINTS.c.id.in_({r.endpoint_id for r in rows})
+            )
+        )
+    }
+    db.session.rollback()  # end the read transaction
+    merged = []
+    for row in rows:
+        event, endpoint = events[row.event_id], endpoints[row.endpoint_id]
+        merged.append(
+            SimpleNamespace(
+                **row._mapping,
+                event_type=event.type,
+                payload=event.payload,
+                **{c.name: endpoint._mapping[c.name] for c in ENDPOINT_COLUMNS},
+            )
+        )
+    return merged
+
+
+# Decrypting a Fernet token costs more than signing; ciphertexts are immutable, so a
+# small cache keyed by them is always right (a rotation writes a new ciphertext).
+_plain_secrets: dict[tuple[int, str], str] = {}
+
+
+def _decrypt_cached(box: SecretBox, token: str) -> str:
+    key = (id(box), token)
+    plain = _plain_secrets.get(key)
+    if plain is None:
+        if len(_plain_secrets) > 10_000:
+            _plain_secrets.clear()
+        plain = _plain_secrets[key] = box.decrypt(token)
+    return plain
+
+
+def _secrets_cached(endpoint: Any, box: SecretBox, now: datetime) -> list[str]:
+    secrets = [_decrypt_cached(box, endpoint.secret_enc)]
+    if (
+        endpoint.previous_secret_enc
+        and endpoint.previous_secret_until
+        and endpoint.previous_secret_until > now
+    ):
+        secrets.append(_decrypt_cached(box, endpoint.previous_secret_enc))
+    return secrets
+
+
+def release(sends: Sequence[Send]) -> None:
+    """Give claimed deliveries back unsent (still due), e.g. when a rate limit says wait."""
+    if not sends:
+        return
+    stmt = (
+        update(DELIVERIES)
+        .where(DELIVERIES.c.id == bindparam("b_id"))
+        .where(DELIVERIES.c.locked_until == bindparam("b_lease"))
+        .values(locked_until=EPOCH)
+    )
+    db.session.execute(stmt, [{"b_id": s.delivery_id, "b_lease": s.lease} for s in sends])
+    db.session.commit()
+
+
+def _failure_reason(outcome: Outcome) -> str:
+    if outcome.http_status is not None:
+        return f"HTTP {outcome.http_status}"
+    return outcome.error or "no response"
+
+
+def record(results: Sequence[tuple[Send, Outcome]], policy: RetryPolicy) -> list[Recorded]:
+    """Write every attempt and move every claimed delivery on, in a few bulk statements."""
+    if not results:
+        return []
+    now = utcnow()
+    attempt_rows: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    disable: dict[str, str] = {}
+    recorded: list[Recorded] = []
+    for send, outcome in results:
+        attempt_id = new_id("att")
+        attempt_rows.append(
+            {
+                "id": attempt_id,
+                "delivery_id": send.delivery_id,
+                "endpoint_id": send.endpoint_id,
+                "event_id": send.event_id,
+                "event_type": send.event_type,
+                "number": send.number,
+                "trigger": send.trigger,
+                "status": "success" if outcome.ok else "failure",
+                "url": send.url,
+                "http_status": outcome.http_status,
+                "request_headers": send.headers,
+                "response_headers": outcome.headers,
+                "response_body": outcome.body if outcome.body is not None else None,
+                "error": outcome.error if not outcome.ok else None,
+                "duration_ms": outcome.duration_ms,
+                "created_at": now,
+            }
+        )
+        next_at: datetime | None = None
+        if outcome.ok:
+            status = "succeeded"
+        elif send.trigger in ("manual", "test"):
+            status = "failed"  # a resend or a test is one try; the schedule is not restarted
+        else:
+            honoured = outcome.retry_after if outcome.http_status in (429, 503) else None
+            delay = policy.delay_after(send.number, honoured)
+            if delay is None:
+                status = "failed"
+                disable.setdefault(
+                    send.endpoint_id,
+                    f"Delivery {send.delivery_id} failed all {send.number} attempts "
+                    f"(last: {_failure_reason(outcome)})",
+                )
+            else:
+                status = "pending"
+                next_at = now + timedelta(seconds=delay)
+        if outcome.http_status == 410 and send.trigger != "test":
+            disable[send.endpoint_id] = "The endpoint answered 410 Gone"
+        updates.append(
+            {
+                "b_id": send.delivery_id,
+                "b_lease": send.lease,
+                "b_status": status,
+                "b_attempts": send.number,
+                "b_next": next_at or now,
+                "b_last": now,
+            }
+        )
+        recorded.append(Recorded(attempt_id, send, outcome, next_at, status))
+
+    db.session.execute(insert(Attempt.__table__), attempt_rows)
+    stmt = (
+        update(DELIVERIES)
+        .where(DELIVERIES.c.id == bindparam("b_id"))
+        .where(DELIVERIES.c.locked_until == bindparam("b_lease"))
+        .values(
+            status=bindparam("b_status"),
+            attempts=bindparam("b_attempts"),
+            next_attempt_at=bindparam("b_next"),
+            last_attempt_at=bindparam("b_last"),
+            locked_until=EPOCH,
+        )
+    )
+    db.session.execute(stmt, updates)
+    for endpoint_id, reason in disable.items():
+        db.session.execute(
+            update(ENDPOINTS)
+            .where(ENDPOINTS.c.id == endpoint_id, ENDPOINTS.c.status == "active")
+            .values(status="disabled", disabled_reason=reason, updated_at=now)
+        )
+    db.session.commit()
+    return recorded
+
+
+def announcement(item: Recorded) -> dict[str, Any]:
+    """The small message the live log receives for a new attempt."""
+    return {
+        "attempt_id": item.attempt_id,
+        "endpoint_id": item.send.endpoint_id,
+        "delivery_id": item.send.delivery_id,
+        "event_id": item.send.event_id,
+        "status": "success" if item.outcome.ok else "failure",
+        "http_status": item.outcome.http_status,
+    }
+
+
+def payload_json(body: dict[str, Any]) -> str:
+    """The one serialisation of a delivery body: compact, stable key order as given."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,431 @@
+"""RQ jobs and the sweeper. A job carries no payload: it claims what the database says is due.
+
+One drain job works on many deliveries at once, as a small pipeline so no stage waits on
+another: the job's own thread claims batches ahead of need and hands sends to a pool of
+sending threads (kept per process, so keep-alive connections stay warm) with a cap per
+endpoint, so a slow endpoint holds only its own slots; a recorder thread writes finished
+attempts in bulk while sending goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from flask import Flask, current_app
+
+from app.deliveries.engine import (
+    Send,
+    announcement,
+    any_due,
+    attempt,
+    claim_due,
+    record,
+    release,
+)
+from app.extensions import db
+from app.logs import log_attempts
+from app.metrics import count_attempts
+from app.models import utcnow
+from app.runtime import Runtime, runtime
+from app.transport import Outcome, Transport
+
+log = logging.getLogger(__name__)
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+# endpoint -> moving average response time in ms, kept across jobs by this worker process
+_speed: dict[str, float] = {}
+
+PREFETCH = 6  # claim up to this many times an endpoint's cap, so a fast one never waits
+# An endpoint whose moving average response time is under FAST_MS may use FAST_BOOST x the
+# cap (at most 3/4 of the threads): on a busy CPU a fast receiver needs many requests in
+# flight, since each one's time is mostly waiting for the GIL. A new, slow or hanging one
+# never gets more than the cap; a fast one that starts hanging can hold 3/4 of the threads
+# for one timeout, after which its average marks it slow.
+FAST_MS = 250.0
+FAST_BOOST = 4
+FLUSH_EVERY = 0.02  # seconds a finished attempt may wait to be written with others
+FLUSH_MAX = 500  # attempts written per bulk statement at most
+IDLE_POLL = 0.01  # seconds between claims when nothing was due and no wake-ups can come
+WOKEN_POLL = 0.05  # the same with wake-ups: only retries coming due are found by polling
+
+Result = tuple[Send, Outcome]
+
+
+def _sending_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per worker process, kept across jobs so connections stay warm."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="herald-send")
+        return _pool
+
+
+def _send(transport: Transport, send: Send, done: Callable[[Result], None]) -> None:
+    """Run in a sending thread: one attempt, its outcome handed back whatever happens."""
+    try:
+        result = attempt(transport, send)
+    except Exception as exc:  # never lose a claimed delivery to a bug: log it as failed
+        log.exception("attempt of %s crashed", send.delivery_id)
+        result = (send, Outcome(None, None, None, f"internal error: {type(exc).__name__}", 0))
+    done(result)
+
+
+class Recorder:
+    """A thread that writes finished attempts in bulk, in its own app context and session."""
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+        self._queue: queue.SimpleQueue[Result | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="herald-record", daemon=True)
+        self.written = 0
+        # Two counters, each written by one thread only, so no lock is needed.
+        self._handed = 0
+        self._processed = 0
+        self._thread.start()
+
+    @property
+    def backlog(self) -> int:
+        """Attempts handed over but not yet written: the claimer holds back when it grows."""
+        return self._handed - self._processed
+
+    def put(self, result: Result) -> None:
+        self._handed += 1
+        self._queue.put(result)
+
+    def close(self) -> int:
+        """Write what is left, stop, and return how many attempts were written."""
+        self._queue.put(None)
+        self._thread.join()
+        return self.written
+
+    def _run(self) -> None:
+        with self._app.app_context():
+            rt = runtime()
+            stopping = False
+            while not stopping:
+                batch: list[Result] = []
+                item = self._queue.get()
+                deadline = time.monotonic() + FLUSH_EVERY
+                while True:
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
+                    if len(batch) >= FLUSH_MAX:
+                        break
+                    try:
+                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                self._write(rt, batch)
+
+    def _write(self, rt: Runtime, batch: list[Result]) -> None:
+        if not batch:
+            return
+        try:
+            recorded = record(batch, rt.policy)
+        except Exception:
+            # The claims stay leased and come due again when the lease ends (the receiver
+            # may then see a retry of an attempt it already had: at least once, never lost).
+            log.exception("could not record %d attempts", len(batch))
+            db.session.rollback()
+        else:
+            self.written += len(recorded)
+            # Counted before announced: /metrics already shows what the live log shows.
+            log_attempts(recorded)
+            count_attempts(rt.broker, recorded)
+            rt.broker.announce_attempts([announcement(item) for item in recorded])
+        finally:
+            self._processed += len(batch)
+
+
+class Drain:
+    """One drain job's state: claimed sends per endpoint, what is in flight, what is throttled."""
+
+    def __init__(self, rt: Runtime, budget: float, idle: float) -> None:
+        self.rt = rt
+        settings = rt.settings
+        self.threads = settings.worker_threads
+        self.cap = settings.endpoint_concurrency
+        self.fast_cap = max(self.cap, min(FAST_BOOST * self.cap, 3 * self.threads // 4))
+        self.timeout = settings.timeout
+        self.speed = _speed
+        self.lease = 2 * settings.timeout + 30
+        self.budget = budget
+        self.idle = idle
+        self.pool = _sending_pool(self.threads)
+        self.done: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self.ready: dict[str, deque[Send]] = {}
+        self.inflight: dict[str, int] = {}
+        self.held: dict[str, int] = {}  # ready + in flight, per endpoint
+        self.throttled: dict[str, float] = {}  # endpoint -> monotonic time its limit allows more
+        self.running = 0
+        self.wake = rt.broker.wake_listener()
+        self.idle_poll = WOKEN_POLL if self.wake else IDLE_POLL
+        self.woken = False
+
+    def run(self, recorder: Recorder) -> None:
+        started = time.monotonic()
+        last_work = started
+        next_claim = started
+        try:
+            while True:
+                now = time.monotonic()
+                over_budget = now - started > self.budget
+                if now < next_claim and (self.woken or self._heard_wake(0)):
+                    next_claim = now  # something was published: claim it now
+                self.woken = False
+                if (
+                    now >= next_claim
+                    and self.backlog < self.threads
+                    and recorder.backlog < 4 * FLUSH_MAX
+                ):
+                    try:
+                        claimed = self._claim(now, over_budget)
+                    except Exception:
+                        # A database hiccup must not strand what is in flight: log it, back
+                        # off, and keep sending and recording what was already claimed.
+                        log.exception("claiming failed; trying again shortly")
+                        db.session.rollback()
+                        claimed, next_claim = 0, now + 0.5
+                    if claimed:
+                        last_work = now
+                    elif next_claim <= now:
+                        next_claim = now + self.idle_poll
+                if over_budget:
+                    self._release_blocked()
+                self._dispatch()
+                # A throttled endpoint still has deliveries due soon: wait for them.
+                waiting = self.held or self.throttled
+                if (not waiting and now - last_work > self.idle) or (over_budget and not self.held):
+                    break
+                if not self.held:
+                    timeout = max(self.idle_poll, min(self.throttled.values(), default=0) - now)
+                    timeout = min(timeout, 0.1)
+                elif self.backlog < self.threads:
+                    timeout = max(0.0, next_claim - time.monotonic())
+                else:
+                    timeout = 0.05  # buffer full: wake on the first finished send
+                if self._collect(recorder, timeout):
+                    last_work = time.monotonic()
+        finally:
+            # Whatever stopped the loop, every request already started is still recorded.
+            while self.running:
+                self._collect(recorder, 1.0)
+            if self.wake:
+                with contextlib.suppress(Exception):
+                    self.wake.close()
+
+    def cap_of(self, endpoint_id: str) -> int:
+        """An endpoint's concurrency cap: the configured one, or more for a proven-fast one.
+
+        Only an endpoint whose recent requests came back quickly gets the larger cap, so a
+        new or slow one never holds more than the configured cap.
+        """
+        if self.speed.get(endpoint_id, FAST_MS) < FAST_MS:
+            return self.fast_cap
+        return self.cap
+
+    def _measured(self, send: Send, outcome: Outcome) -> None:
+        """Keep a moving average of the endpoint's response time (no response: the timeout)."""
+        took = outcome.duration_ms if outcome.http_status is not None else 1000 * self.timeout
+        before = self.speed.get(send.endpoint_id)
+        if before is None and len(self.speed) > 100_000:
+            self.speed.clear()
+        self.speed[send.endpoint_id] = took if before is None else 0.8 * before + 0.2 * took
+
+    def _heard_wake(self, timeout: float) -> bool:
+        """Whether a wake-up came (waiting up to ``timeout``); sleeps instead without Redis."""
+        if self.wake is None:
+            if timeout:
+                time.sleep(timeout)
+            return False
+        heard = False
+        try:
+            while self.wake.get_message(timeout=timeout) is not None:
+                heard, timeout = True, 0
+        except Exception as exc:  # Redis went away: poll the database from now on
+            log.warning("lost wake-ups from Redis: %s", exc)
+            self.wake, self.idle_poll = None, IDLE_POLL
+        return heard
+
+    def _release_blocked(self) -> None:
+        """Past the budget, give back claims waiting on a busy endpoint's slots (a hanging
+        one's could keep this job alive for several timeouts): they are due again at once."""
+        blocked = [
+            ep for ep, q in self.ready.items() if q and self.inflight.get(ep, 0) >= self.cap_of(ep)
+        ]
+        if not blocked:
+            return
+        sends = [send for ep in blocked for send in self.ready.pop(ep)]
+        for send in sends:
+            self._drop(send)
+        release(sends)
+
+    @property
+    def backlog(self) -> int:
+        """Sends in flight or ready to start now. Claims waiting on a busy endpoint's slots
+        do not count: a hanging endpoint must not make the others claim less."""
+        runnable = sum(
+            len(q) for ep, q in self.ready.items() if self.inflight.get(ep, 0) < self.cap_of(ep)
+        )
+        return self.running + runnable
+
+    def _claim(self, now: float, over_budget: bool) -> int:
+        """Top up the claimed sends; returns how many were claimed."""
+        want = 2 * self.threads - self.backlog
+        for endpoint_id, until in list(self.throttled.items()):
+            if until <= now:
+                del self.throttled[endpoint_id]
+        # Past the budget, only endpoints with nothing held are served (so ending a job
+        # never stalls the fast ones while the slow ones finish).
+        # An endpoint keeps up to four times its cap claimed (in flight plus a queue).
+        exclude = {
+            ep for ep, n in self.held.items() if n >= (1 if over_budget else 4 * self.cap_of(ep))
+        } | set(self.throttled)
+        claimed = claim_due(
+            self.rt.box,
+            min(want, self.rt.settings.batch_size),
+            PREFETCH * self.cap,  # so a fast endpoint's larger cap is kept busy too
+            self.lease,
+            exclude=exclude,
+        )
+        for send in self._within_rate_limits(claimed, now):
+            self.ready.setdefault(send.endpoint_id, deque()).append(send)
+            self.held[send.endpoint_id] = self.held.get(send.endpoint_id, 0) + 1
+        return len(claimed)
+
+    def _within_rate_limits(self, claimed: list[Send], now: float) -> list[Send]:
+        """The claimed sends that their endpoint's rate limit allows now; the rest go back."""
+        limited: dict[str, list[Send]] = {}
+        allowed: list[Send] = []
+        for send in claimed:
+            if send.rate_limit:
+                limited.setdefault(send.endpoint_id, []).append(send)
+            else:
+                allowed.append(send)
+        returned: list[Send] = []
+        for endpoint_id, sends in limited.items():
+            rate = sends[0].rate_limit or 1
+            granted, wait = self.rt.broker.take_tokens(endpoint_id, rate, len(sends))
+            allowed.extend(sends[:granted])
+            if granted < len(sends):
+                returned.extend(sends[granted:])
+                self.throttled[endpoint_id] = now + max(wait, 0.001)
+        release(returned)
+        return allowed
+
+    def _dispatch(self) -> None:
+        """Start sends while threads are free, at most an endpoint's cap at once each.
+
+        Round-robin, one send per endpoint per pass, so when threads are short every
+        endpoint with work gets its turn rather than the first ones taking them all.
+        """
+        # A claim that waited behind a slow endpoint's slots too long to finish within its
+        # lease goes back instead: sending it late could race the next claimer.
+        latest = utcnow() + timedelta(seconds=self.rt.settings.timeout + 5)
+        stale: list[Send] = []
+        open_eps = [ep for ep, q in self.ready.items() if q]
+        while open_eps and self.running < self.threads:
+            still_open = []
+            for endpoint_id in open_eps:
+                if self.running >= self.threads:
+                    break
+                queued = self.ready[endpoint_id]
+                flying = self.inflight.get(endpoint_id, 0)
+                if not queued or flying >= self.cap_of(endpoint_id):
+                    continue
+                send = queued.popleft()
+                if send.lease is not None and send.lease < latest:
+                    stale.append(send)
+                    self._drop(send)
+                else:
+                    self.inflight[endpoint_id] = flying + 1
+                    self.running += 1
+                    self.pool.submit(_send, self.rt.transport, send, self.done.put)
+                still_open.append(endpoint_id)
+            open_eps = still_open
+        for endpoint_id in [ep for ep, q in self.ready.items() if not q]:
+            del self.ready[endpoint_id]
+        release(stale)
+
+    def _collect(self, recorder: Recorder, timeout: float) -> int:
+        """Hand finished sends to the recorder, waiting up to ``timeout`` for the first."""
+        if not self.running:
+            if timeout and self._heard_wake(timeout):
+                self.woken = True
+            return 0
+        try:
+            result = self.done.get(timeout=timeout) if timeout else self.done.get_nowait()
+        except queue.Empty:
+            return 0
+        count = 0
+        while True:
+            recorder.put(result)
+            self._measured(*result)
+            self._finished(result[0])
+            count += 1
+            try:
+                result = self.done.get_nowait()
+            except queue.Empty:
+                return count
+
+    def _finished(self, send: Send) -> None:
+        self.running -= 1
+        endpoint_id = send.endpoint_id
+        self.inflight[endpoint_id] -= 1
+        if not self.inflight[endpoint_id]:
+            del self.inflight[endpoint_id]
+        self._drop(send)
+
+    def _drop(self, send: Send) -> None:
+        self.held[send.endpoint_id] -= 1
+        if not self.held[send.endpoint_id]:
+            del self.held[send.endpoint_id]
+
+
+def drain(budget: float = 30.0, idle: float = 0.5) -> int:
+    """Deliver what is due until idle or out of budget; returns the number of attempts made."""
+    rt = runtime()
+    rt.broker.drain_started()
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    recorder = Recorder(app)
+    job = Drain(rt, budget, idle)
+    try:
+        job.run(recorder)
+    finally:
+        made = recorder.close()
+        # Claimed but never started (the loop stopped on an error): due again at once,
+        # or when the lease ends if the database is what failed.
+        unsent = [s for q in job.ready.values() for s in q]
+        try:
+            db.session.rollback()  # a failed statement may have left the session unusable
+            release(unsent)
+        except Exception:
+            log.exception("could not release %d claimed deliveries", len(unsent))
+    if any_due():
+        rt.broker.request_drain()
+    return made
+
+
+def sweep_forever(app: Flask, stop: threading.Event) -> None:
+    """Every sweep interval, wake a worker if anything is due (Redis may have lost the job)."""
+    with app.app_context():
+        rt = runtime()
+        while not stop.wait(rt.settings.sweep_interval):
+            try:
+                if any_due():
+                    rt.broker.request_drain()
+            except Exception:  # a database or Redis outage must not kill the sweeper
+                log.exception("sweep failed; trying again in %ss", rt.settings.sweep_interval)
+                # Drop the dead transaction, or every later sweep fails the same way.
+                db.session.remove()

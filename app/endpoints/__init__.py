@@ -1,0 +1,1 @@
+"""Webhook endpoints: create, change, rotate, test, activate, recover."""

@@ -1,0 +1,1 @@
+"""Events: the catalogue of types, publishing with fan-out, idempotency and coalescing."""

@@ -1,0 +1,103 @@
+"""Figures 2 and 3: latency under a steady load, and how it holds while two webhooks misbehave.
+
+The load is ``rate`` events a second, published in batches every 100 ms, spread round-robin
+over ``webhooks`` event types with one webhook subscribed to each (so ``rate`` deliveries a
+second in all). Latency is the receiver's arrival time minus the event's ``created_at``.
+
+For isolation the same load runs again with two more webhooks subscribed to every type: one
+whose requests all hang until Herald's timeout, one that answers 500 to everything.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from bench.api import Watchdog
+from bench.db import wait_succeeded
+from bench.monitor import CpuMeter
+from bench.nginx import BlackHole
+from bench.throughput import Bench, created_at, event_data, latencies_ms, percentiles
+
+TICK = 0.1  # seconds between publish batches
+
+
+@dataclass
+class Steady:
+    label: str
+    workers: int
+    target_events_per_s: float
+    seconds: float
+    events: int = 0
+    published_per_s: float = 0.0
+    delivered_per_s: float = 0.0  # healthy webhooks' deliveries over the load window
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    misbehaving: list[str] = field(default_factory=list)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    machine_busy_pct: float = 0.0
+
+
+def steady_types(webhooks: int) -> list[str]:
+    return [f"bench.steady.{i}" for i in range(webhooks)]
+
+
+def run_steady(bench: Bench, rate: float, seconds: float, webhooks: int, misbehave: bool) -> Steady:
+    label = "isolation" if misbehave else "steady"
+    result = Steady(label, len(bench.worker_pids), rate, seconds)
+    types = steady_types(webhooks)
+    tag = f"{label}{len(bench.worker_pids)}"
+    healthy = [
+        bench.herald.create_webhook(f"{bench.stack.receiver_url}/{tag}/{i}", [kind])
+        for i, kind in enumerate(types)
+    ]
+    extra: list[str] = []
+    hole: BlackHole | None = None
+    if misbehave:
+        hole = BlackHole()
+        hang = bench.herald.create_webhook(f"http://127.0.0.1:{hole.port}/hang", types)
+        fail = bench.herald.create_webhook(f"{bench.stack.receiver_url}/fail/{tag}", types)
+        extra = [hang["id"], fail["id"]]
+        result.misbehaving = ["hangs until the timeout", "answers 500"]
+    ids = [w["id"] for w in healthy]
+    try:
+        bench.receiver.reset()
+        created: dict[str, float] = {}
+        per_tick = rate * TICK
+        owed = 0.0
+        seq = 0
+        with CpuMeter(bench.cpu_groups) as cpu:
+            started = time.time()
+            next_tick = started
+            while time.time() - started < seconds:
+                owed += per_tick
+                count = int(owed)
+                owed -= count
+                if count:
+                    events = [
+                        {"type": types[(seq + i) % len(types)], "data": event_data(seq + i)}
+                        for i in range(count)
+                    ]
+                    seq += count
+                    for published in bench.herald.publish_batch(events):
+                        created[published["id"]] = created_at(published)
+                next_tick += TICK
+                time.sleep(max(0.0, next_tick - time.time()))
+            load_seconds = time.time() - started
+            bench.stack.check_alive()
+            watchdog = Watchdog(bench.timeout, 10 * bench.timeout)
+            wait_succeeded(bench.engine, ids, len(created), watchdog, bench.stack.check_alive)
+        time.sleep(0.2)  # nginx flushes its log every 100 ms
+        arrivals = {k: v for k, v in bench.receiver.arrivals().items() if f"/{tag}/" in k}
+        last = max(arrivals.values(), default=started)
+        result.events = len(created)
+        result.published_per_s = round(len(created) / load_seconds, 1)
+        result.delivered_per_s = round(len(arrivals) / max(last - started, 1e-9), 1)
+        result.latency_ms = percentiles(latencies_ms(arrivals, created))
+        result.cpu_seconds = cpu.used
+        result.machine_busy_pct = cpu.machine_busy_pct
+    finally:
+        for webhook_id in ids + extra:
+            bench.herald.delete_webhook(webhook_id)
+        if hole:
+            hole.close()
+    return result
