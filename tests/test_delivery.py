@@ -115,6 +115,31 @@ def test_it_retries_with_the_same_id_and_fresh_signatures_until_success(
     assert (delivery.status, delivery.attempts) == ("succeeded", 3)
 
 
+def test_it_retries_what_comes_due_while_attempts_are_still_being_written(
+    api: Api, receiver: Receiver, deliver: Any, user_created: str, monkeypatch: Any
+) -> None:
+    # A loaded database can take longer to write an attempt than the drain's idle window;
+    # the drain must not stop while a failed attempt (due again at once here) is unwritten.
+    from app.deliveries import jobs
+
+    def slow_record(*args: Any, **kwargs: Any) -> Any:
+        threading.Event().wait(0.5)
+        return record(*args, **kwargs)
+
+    record = jobs.record
+    monkeypatch.setattr(jobs, "record", slow_record)
+    receiver.behave("/slow-db", respond(503), respond(200))
+    hook = api.webhook(receiver.url_for("/slow-db"))
+    api.publish("user.created")
+
+    deliver(idle=0.2)
+
+    assert [(a.number, a.status) for a in attempts_of(hook["id"])] == [
+        (1, "failure"),
+        (2, "success"),
+    ]
+
+
 def test_it_disables_the_webhook_when_a_delivery_exhausts_its_attempts(
     api: Api, receiver: Receiver, deliver: Any, user_created: str
 ) -> None:

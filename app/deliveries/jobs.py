@@ -204,7 +204,10 @@ class Drain:
                 if over_budget:
                     self._release_blocked()
                 self._dispatch()
-                # A throttled endpoint still has deliveries due soon: wait for them.
+                # A throttled endpoint still has deliveries due soon: wait for them. So do
+                # attempts not yet written: a failed one may be due again at once.
+                if recorder.backlog:
+                    last_work = now
                 waiting = self.held or self.throttled
                 if (not waiting and now - last_work > self.idle) or (over_budget and not self.held):
                     break
