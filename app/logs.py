@@ -6,6 +6,7 @@ can follow one event through every attempt with a single filter in their log too
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -35,21 +36,42 @@ _RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "t
 _HANDLER_MARK = "_herald_handler"
 
 
+# One scan that every secret pattern needs to match: most values (ids, statuses) fail it,
+# and a delivery line has a dozen of them, so this keeps logging off the hot path's profile.
+_MAYBE_SECRET = re.compile(r"whsec_|hk_|(?i:bearer)|v1,")
+
+
 def scrub(text: str) -> str:
     """The text with every secret-looking value replaced by a marker."""
+    if not _MAYBE_SECRET.search(text):
+        return text
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_field(name: str) -> bool:
+    return _SECRET_FIELDS.search(name) is not None
+
+
 def _clean(name: str, value: Any) -> Any:
-    if _SECRET_FIELDS.search(name):
+    if _secret_field(name):
         return "[redacted]"
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, int | float | bool) or value is None:
         return value
     return scrub(str(value))
+
+
+def _extra_fields(record: logging.LogRecord) -> list[tuple[str, Any]]:
+    """The fields a caller passed with ``extra=``, in the order given."""
+    return [
+        (name, value)
+        for name, value in record.__dict__.items()
+        if name not in _RECORD_ATTRS and name[0] != "_"
+    ]
 
 
 class JsonFormatter(logging.Formatter):
@@ -66,9 +88,8 @@ class JsonFormatter(logging.Formatter):
             data["message"] = f"{data['method']} {data['path']} {data['status']}"
         else:
             data["message"] = scrub(record.getMessage())
-        for name, value in vars(record).items():
-            if name not in _RECORD_ATTRS and not name.startswith("_"):
-                data[name] = _clean(name, value)
+        for name, value in _extra_fields(record):
+            data[name] = _clean(name, value)
         if record.exc_info:
             data["exception"] = scrub(self.formatException(record.exc_info))
         return json.dumps(data, ensure_ascii=False, default=str)
@@ -82,11 +103,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = scrub(super().format(record))
-        fields = [
-            f"{name}={_clean(name, value)}"
-            for name, value in vars(record).items()
-            if name not in _RECORD_ATTRS and not name.startswith("_")
-        ]
+        fields = [f"{name}={_clean(name, value)}" for name, value in _extra_fields(record)]
         return " ".join([line, *fields])
 
 
@@ -142,12 +159,23 @@ def log_attempts(recorded: Sequence[Recorded]) -> None:
     for item in recorded:
         outcome = item.outcome
         level = logging.INFO if outcome.ok else logging.WARNING
-        _delivery_log.log(
+        if not _delivery_log.isEnabledFor(level):
+            continue
+        # makeRecord + handle is what Logger.log does, less its walk up the stack for the
+        # caller's file and line (always this function): a line per attempt must be cheap.
+        record = _delivery_log.makeRecord(
+            _delivery_log.name,
             level,
+            __file__,
+            0,
             "attempt %s of delivery %s: %s",
-            item.send.number,
-            item.send.delivery_id,
-            "success" if outcome.ok else (outcome.error or f"HTTP {outcome.http_status}"),
+            (
+                item.send.number,
+                item.send.delivery_id,
+                "success" if outcome.ok else (outcome.error or f"HTTP {outcome.http_status}"),
+            ),
+            None,
+            func="log_attempts",
             extra={
                 "event": "delivery_attempt",
                 "event_id": item.send.event_id,
@@ -166,3 +194,4 @@ def log_attempts(recorded: Sequence[Recorded]) -> None:
                 ),
             },
         )
+        _delivery_log.handle(record)

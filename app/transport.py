@@ -364,8 +364,8 @@ class Transport:
         response.release_conn()
         return Outcome(
             http_status=response.status,
-            headers=dict(response.headers),
-            body=raw[:RESPONSE_CAP].decode("utf-8", "replace"),
+            headers={name: _text(value) for name, value in response.headers.items()},
+            body=_text(raw[:RESPONSE_CAP].decode("utf-8", "replace")),
             error=error,
             duration_ms=duration,
             retry_after=_retry_after(response.headers.get("retry-after")),
@@ -387,6 +387,11 @@ class Transport:
                 return raw, True
             raw += piece
         return raw, False
+
+
+def _text(value: str) -> str:
+    """A receiver's text as the database can keep it: PostgreSQL text cannot hold NUL."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _origin(url: str) -> str:

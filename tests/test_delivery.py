@@ -226,6 +226,26 @@ def test_it_logs_a_failed_attempt_when_the_receiver_misbehaves(
     assert att.error == error
 
 
+def test_it_records_a_response_whose_body_and_headers_hold_nul_bytes(
+    api: Api, receiver: Receiver, deliver: Any, user_created: str
+) -> None:
+    # PostgreSQL text cannot hold NUL: one such answer must not fail its whole batch.
+    receiver.behave(
+        "/nul", respond(200, b"ok\x00\xff done", headers={"X-Odd": "a\x00b"}), respond(200)
+    )
+    hook = api.webhook(receiver.url_for("/nul"))
+    api.publish("user.created")
+    api.publish("user.created")
+
+    deliver()
+
+    attempts = attempts_of(hook["id"])
+    assert sorted(a.status for a in attempts) == ["success", "success"]
+    odd = next(a for a in attempts if a.response_body)
+    assert odd.response_body == "ok\ufffd\ufffd done"
+    assert "\x00" not in json.dumps(odd.response_headers)
+
+
 def test_it_logs_connection_refused(api: Api, user_created: str) -> None:
     hook = api.webhook("http://127.0.0.1:9/nothing-listens")
     api.publish("user.created")

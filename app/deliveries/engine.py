@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from app.crypto import SecretBox
+from app.deliveries.bulk import finish_deliveries, insert_attempts
 from app.deliveries.retry import RetryPolicy
 from app.extensions import db
 from app.ids import new_id
-from app.models import EPOCH, Attempt, Delivery, Endpoint, Event, utcnow
+from app.models import EPOCH, Delivery, Endpoint, Event, utcnow
 from app.signing import sign_hex, signature_header
 from app.transport import Outcome, Transport
 from app.version import __version__
@@ -345,7 +346,7 @@ def record(results: Sequence[tuple[Send, Outcome]], policy: RetryPolicy) -> list
         return []
     now = utcnow()
     attempt_rows: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    moves: list[tuple[str, datetime | None, str, int, datetime]] = []
     disable: dict[str, str] = {}
     recorded: list[Recorded] = []
     for send, outcome in results:
@@ -367,7 +368,6 @@ def record(results: Sequence[tuple[Send, Outcome]], policy: RetryPolicy) -> list
                 "response_body": outcome.body if outcome.body is not None else None,
                 "error": outcome.error if not outcome.ok else None,
                 "duration_ms": outcome.duration_ms,
-                "created_at": now,
             }
         )
         next_at: datetime | None = None
@@ -390,32 +390,11 @@ def record(results: Sequence[tuple[Send, Outcome]], policy: RetryPolicy) -> list
                 next_at = now + timedelta(seconds=delay)
         if outcome.http_status == 410 and send.trigger != "test":
             disable[send.endpoint_id] = "The endpoint answered 410 Gone"
-        updates.append(
-            {
-                "b_id": send.delivery_id,
-                "b_lease": send.lease,
-                "b_status": status,
-                "b_attempts": send.number,
-                "b_next": next_at or now,
-                "b_last": now,
-            }
-        )
+        moves.append((send.delivery_id, send.lease, status, send.number, next_at or now))
         recorded.append(Recorded(attempt_id, send, outcome, next_at, status))
 
-    db.session.execute(insert(Attempt.__table__), attempt_rows)
-    stmt = (
-        update(DELIVERIES)
-        .where(DELIVERIES.c.id == bindparam("b_id"))
-        .where(DELIVERIES.c.locked_until == bindparam("b_lease"))
-        .values(
-            status=bindparam("b_status"),
-            attempts=bindparam("b_attempts"),
-            next_attempt_at=bindparam("b_next"),
-            last_attempt_at=bindparam("b_last"),
-            locked_until=EPOCH,
-        )
-    )
-    db.session.execute(stmt, updates)
+    insert_attempts(attempt_rows, now)
+    finish_deliveries(moves, now)
     for endpoint_id, reason in disable.items():
         db.session.execute(
             update(ENDPOINTS)
