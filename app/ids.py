@@ -15,11 +15,20 @@ _lock = threading.Lock()
 _last = (0, 0)
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # every 10-bit value as 2 digits
+
+
 def _encode(value: int, length: int) -> str:
+    """``value`` in ``length`` base32 digits, most significant first (zero-padded).
+
+    Two digits a step: an id is made for every delivery and every attempt.
+    """
     out = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        out.append(_ALPHABET[rem])
+    for _ in range(length // 2):
+        out.append(_PAIRS[value & 1023])
+        value >>= 10
+    if length % 2:
+        out.append(_ALPHABET[value & 31])
     return "".join(reversed(out))
 
 

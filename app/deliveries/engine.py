@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import Integer, Text, bindparam, cast, func, select, update
 
 from app.crypto import SecretBox
-from app.deliveries.bulk import finish_deliveries, insert_attempts
+from app.deliveries.bulk import finish_deliveries, insert_rows
 from app.deliveries.retry import RetryPolicy
 from app.extensions import db
 from app.ids import new_id
-from app.models import EPOCH, Delivery, Endpoint, Event, UTCDateTime, utcnow
+from app.models import EPOCH, Attempt, Delivery, Endpoint, Event, UTCDateTime, utcnow
 from app.signing import sign_hex, signature_header
 from app.transport import Outcome, Transport
 from app.version import __version__
@@ -438,7 +438,7 @@ def record(results: Sequence[tuple[Send, Outcome]], policy: RetryPolicy) -> list
         moves.append((send.delivery_id, send.lease, status, send.number, next_at or now))
         recorded.append(Recorded(attempt_id, send, outcome, next_at, status))
 
-    insert_attempts(attempt_rows, now)
+    insert_rows(Attempt.__table__, attempt_rows, created_at=now)
     finish_deliveries(moves, now)
     for endpoint_id, reason in disable.items():
         db.session.execute(

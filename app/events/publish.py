@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.deliveries.bulk import insert_rows
 from app.deliveries.engine import payload_json
 from app.errors import Conflict, Invalid, parse
 from app.events.catalogue import check_data, load_types
@@ -158,7 +159,6 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
                 "idempotency_key": keys[i],
                 "request_hash": hashes[i],
                 "coalesce_key": spec.coalesce_key,
-                "created_at": now,
             }
         )
         targets = [ep.id for ep in endpoints if ep.subscribes_to(spec.type)]
@@ -169,20 +169,15 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
                 "endpoint_id": endpoint_id,
                 "status": "pending",
                 "attempts": 0,
-                "next_attempt_at": now,
-                "locked_until": datetime(1970, 1, 1, tzinfo=now.tzinfo),
                 "trigger": "scheduled",
-                "created_at": now,
             }
             for endpoint_id in targets
         )
         if spec.coalesce_key:
             newest_by_coalesce[(spec.coalesce_key, spec.type)] = (event_id, targets)
         results.append(Published(event_id, spec.type, now, len(targets)))
-    if event_rows:
-        db.session.execute(insert(EVENTS), event_rows)
-    if delivery_rows:
-        db.session.execute(insert(DELIVERIES), delivery_rows)
+    insert_rows(EVENTS, event_rows, created_at=now)
+    insert_rows(DELIVERIES, delivery_rows, next_attempt_at=now, locked_until=EPOCH, created_at=now)
     for (coalesce_key, type_name), (newest, targets) in newest_by_coalesce.items():
         supersede(coalesce_key, type_name, newest, targets, now)
     db.session.commit()
