@@ -12,14 +12,14 @@ import socket
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connection import HTTPConnection, HTTPSConnection, _ResponseOptions
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -193,6 +193,50 @@ def _guarded_connection(base: type[HTTPConnection]) -> type[HTTPConnection]:
     class Guarded(base):  # type: ignore[valid-type,misc]
         allow: Sequence[Network] = ()
         deadlines: Deadlines | None = None
+
+        def request(
+            self,
+            method: str,
+            url: str,
+            body: Any = None,
+            headers: Mapping[str, str] | None = None,
+            **options: Any,
+        ) -> None:
+            if not isinstance(body, bytes) or options.get("chunked"):
+                super().request(method, url, body, headers, **options)
+                return
+            # urllib3 sends the head and the body with two syscalls; one is enough (and on
+            # loopback each send also runs the receiving side of the kernel's network stack).
+            if self.sock is not None:
+                self.sock.settimeout(self.timeout)
+            self._response_options = _ResponseOptions(
+                request_method=method,
+                request_url=url,
+                preload_content=options.get("preload_content", True),
+                decode_content=options.get("decode_content", True),
+                enforce_content_length=options.get("enforce_content_length", True),
+            )
+            names = {name.lower() for name in headers or {}}
+            self.putrequest(
+                method,
+                url,
+                skip_accept_encoding="accept-encoding" in names,
+                skip_host="host" in names,
+            )
+            if "content-length" not in names:
+                self.putheader("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.putheader(name, value)
+            self.endheaders(message_body=body)
+
+        def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
+            if not isinstance(message_body, bytes) or encode_chunked:
+                super()._send_output(message_body, encode_chunked)
+                return
+            self._buffer.extend((b"", b""))
+            head = b"\r\n".join(self._buffer)
+            del self._buffer[:]
+            self.send(head + message_body)
 
         def getresponse(self, *args: Any, **kwargs: Any) -> Any:
             # From here on the receiver controls the pace: watch the whole answer.
