@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from datetime import timedelta
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from app.deliveries.jobs import drain
 from app.extensions import db
 from app.models import Attempt, Delivery, Endpoint, utcnow
-from tests.conftest import Api
+from tests.conftest import Api, make_app
 from tests.receiver import Receiver, garbage, hang, huge, reset, respond
 from tests.verify import verify_both
 
@@ -244,6 +245,32 @@ def test_it_records_a_response_whose_body_and_headers_hold_nul_bytes(
     odd = next(a for a in attempts if a.response_body)
     assert odd.response_body == "ok\ufffd\ufffd done"
     assert "\x00" not in json.dumps(odd.response_headers)
+
+
+def test_it_gives_a_failing_endpoint_a_quarter_of_its_slots(
+    env: dict[str, str], api: Api, receiver: Receiver, user_created: str
+) -> None:
+    # A failing receiver's retries are owed anyway: once its attempts fail it gets one slot
+    # of four, so a slow failing one cannot hold the threads the healthy ones need.
+    def slow_failure(handler: Any) -> None:
+        threading.Event().wait(0.3)
+        respond(500)(handler)
+
+    receiver.behave("/failing", *[slow_failure] * 40)
+    api.webhook(receiver.url_for("/failing"))
+    for i in range(8):
+        api.publish("user.created", {"i": i})
+
+    with make_app(env, HERALD_ENDPOINT_CONCURRENCY="4").app_context():
+        drain(budget=2.0, idle=0.2)
+
+    arrivals = [r.at for r in receiver.requests_for("/failing")]
+    first_wave = [t for t in arrivals if t - arrivals[0] < 0.2]
+    assert len(first_wave) == 4  # unknown yet: the whole cap
+    later = arrivals[len(first_wave) :]
+    assert len(later) >= 2
+    gaps = [b - a for a, b in itertools.pairwise(later)]
+    assert min(gaps) > 0.25, gaps  # then one at a time
 
 
 def test_it_logs_connection_refused(api: Api, user_created: str) -> None:

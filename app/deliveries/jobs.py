@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-# endpoint -> moving average response time in ms, kept across jobs by this worker process
+# endpoint -> moving average response time in ms, and moving average share of failed
+# attempts, kept across jobs by this worker process
 _speed: dict[str, float] = {}
+_failing: dict[str, float] = {}
 
 PREFETCH = 6  # claim up to this many times an endpoint's cap, so a fast one never waits
 # An endpoint whose moving average response time is under FAST_MS may use FAST_BOOST x the
@@ -52,6 +54,10 @@ PREFETCH = 6  # claim up to this many times an endpoint's cap, so a fast one nev
 # for one timeout, after which its average marks it slow.
 FAST_MS = 250.0
 FAST_BOOST = 4
+# An endpoint whose recent attempts mostly fail (an error answer or none) gets a quarter of
+# the cap: its retries are owed anyway, and the threads and CPU it no longer takes keep the
+# healthy endpoints' latency where it was. A few successes in a row earn the cap back.
+FAILING = 0.5
 FLUSH_EVERY = 0.02  # seconds a finished attempt may wait to be written with others
 FLUSH_MAX = 500  # attempts written per bulk statement at most
 IDLE_POLL = 0.01  # seconds between claims when nothing was due and no wake-ups can come
@@ -159,6 +165,7 @@ class Drain:
         self.fast_cap = max(self.cap, min(FAST_BOOST * self.cap, 3 * self.threads // 4))
         self.timeout = settings.timeout
         self.speed = _speed
+        self.failing = _failing
         self.lease = 2 * settings.timeout + 30
         self.budget = budget
         self.idle = idle
@@ -234,17 +241,24 @@ class Drain:
         Only an endpoint whose recent requests came back quickly gets the larger cap, so a
         new or slow one never holds more than the configured cap.
         """
+        if self.failing.get(endpoint_id, 0.0) >= FAILING:
+            return max(1, self.cap // 4)
         if self.speed.get(endpoint_id, FAST_MS) < FAST_MS:
             return self.fast_cap
         return self.cap
 
     def _measured(self, send: Send, outcome: Outcome) -> None:
-        """Keep a moving average of the endpoint's response time (no response: the timeout)."""
+        """Keep moving averages of the endpoint's response time (no response: the timeout)
+        and of its share of failed attempts."""
         took = outcome.duration_ms if outcome.http_status is not None else 1000 * self.timeout
         before = self.speed.get(send.endpoint_id)
         if before is None and len(self.speed) > 100_000:
             self.speed.clear()
+            self.failing.clear()
         self.speed[send.endpoint_id] = took if before is None else 0.8 * before + 0.2 * took
+        failed = 0.0 if outcome.ok else 1.0
+        share = self.failing.get(send.endpoint_id)
+        self.failing[send.endpoint_id] = failed if share is None else 0.8 * share + 0.2 * failed
 
     def _heard_wake(self, timeout: float) -> bool:
         """Whether a wake-up came (waiting up to ``timeout``); sleeps instead without Redis."""
@@ -337,7 +351,11 @@ class Drain:
         # lease goes back instead: sending it late could race the next claimer.
         latest = utcnow() + timedelta(seconds=self.rt.settings.timeout + 5)
         stale: list[Send] = []
-        open_eps = [ep for ep, q in self.ready.items() if q]
+        # Failing endpoints take their turn after the healthy ones in every pass.
+        open_eps = sorted(
+            (ep for ep, q in self.ready.items() if q),
+            key=lambda ep: self.failing.get(ep, 0.0) >= FAILING,
+        )
         while open_eps and self.running < self.threads:
             still_open = []
             for endpoint_id in open_eps:
