@@ -127,3 +127,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+@event.listens_for(Engine, "connect")
+def _postgres_custom_plans(dbapi_connection: Any, _record: Any) -> None:
+    """Plan each statement for its own values, not once for any values.
+
+    psycopg prepares a statement after a few runs, and PostgreSQL may then switch to a
+    generic plan. For the claim (``LIMIT`` and ``now`` as parameters) over a deep backlog
+    that plan took 20 ms against 8 ms; planning each time costs well under a millisecond.
+    """
+    import psycopg
+
+    if isinstance(dbapi_connection, psycopg.Connection):
+        dbapi_connection.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_connection.commit()  # a rollback would undo the SET
