@@ -265,7 +265,8 @@ def test_it_gives_a_failing_endpoint_a_quarter_of_its_slots(
         drain(budget=2.0, idle=0.2)
 
     arrivals = [r.at for r in receiver.requests_for("/failing")]
-    first_wave = [t for t in arrivals if t - arrivals[0] < 0.2]
+    # Before any answer could come back (0.3 s), only the first wave can have arrived.
+    first_wave = [t for t in arrivals if t - arrivals[0] < 0.29]
     assert len(first_wave) == 4  # unknown yet: the whole cap
     later = arrivals[len(first_wave) :]
     assert len(later) >= 2
