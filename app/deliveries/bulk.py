@@ -39,18 +39,17 @@ FINISH_DELIVERIES = text(
 Move = tuple[str, datetime | None, str, int, datetime]
 
 
-def _postgres() -> bool:
+def on_postgres() -> bool:
+    """Whether this session's database is PostgreSQL (elsewhere it is SQLite)."""
     return bool(db.session.get_bind().dialect.name == "postgresql")
 
 
 @functools.cache
 def _insert_statement(table: str, columns: tuple[str, ...], same: tuple[str, ...]) -> TextClause:
     # Only names from Herald's own tables and rows reach this text, never a value.
-    names = ", ".join(columns)
-    shared = "".join(f", :{name}" for name in same)
     return text(
-        f"INSERT INTO {table} ({names}{''.join(', ' + n for n in same)}) "  # noqa: S608
-        f"SELECT {names}{shared} "
+        f"INSERT INTO {table} ({', '.join((*columns, *same))}) "  # noqa: S608
+        f"SELECT {', '.join((*columns, *(f':{name}' for name in same)))} "
         f"FROM json_populate_recordset(NULL::{table}, CAST(:rows AS json))"
     )
 
@@ -59,7 +58,7 @@ def insert_rows(table: Table, rows: Sequence[dict[str, Any]], **same: Any) -> No
     """Insert ``rows`` (each with the same keys, JSON-able values), all sharing ``same``."""
     if not rows:
         return
-    if not _postgres():
+    if not on_postgres():
         db.session.execute(insert(table), [{**row, **same} for row in rows])
         return
     statement = _insert_statement(table.name, tuple(rows[0]), tuple(same))
@@ -71,7 +70,7 @@ def finish_deliveries(moves: Sequence[Move], now: datetime) -> None:
     if not moves:
         return
     moves = sorted(moves)  # one lock order for every writer
-    if _postgres():
+    if on_postgres():
         rows = [
             {
                 "id": delivery_id,

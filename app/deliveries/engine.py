@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Integer, Text, bindparam, cast, func, select, update
 
 from app.crypto import SecretBox
-from app.deliveries.bulk import finish_deliveries, insert_rows
+from app.deliveries.bulk import Move, finish_deliveries, insert_rows, on_postgres
 from app.deliveries.retry import RetryPolicy
 from app.extensions import db
 from app.ids import new_id
@@ -171,7 +171,7 @@ def claim_due(
     """Claim up to ``limit`` due deliveries (at most ``per_endpoint`` each) in one statement."""
     now = utcnow()
     lease = now + timedelta(seconds=lease_seconds)
-    postgres = db.session.get_bind().dialect.name == "postgresql"
+    postgres = on_postgres()
     params = {
         "now": now,
         "lease": lease,
@@ -334,26 +334,25 @@ _plain_secrets: dict[tuple[int, str], str] = {}
 _parsed_json: dict[str, Any] = {}
 
 
+def _cached(cache: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make`` on a miss; emptied past 10,000 entries."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) > 10_000:
+            cache.clear()
+        value = cache[key] = make()
+    return value
+
+
 def _json_cached(text: str | None) -> Any:
     """The parsed JSON of an endpoint's headers or signature (shared: never mutate it)."""
     if text is None:
         return {}
-    parsed = _parsed_json.get(text)
-    if parsed is None:
-        if len(_parsed_json) > 10_000:
-            _parsed_json.clear()
-        parsed = _parsed_json[text] = json.loads(text) or {}
-    return parsed
+    return _cached(_parsed_json, text, lambda: json.loads(text) or {})
 
 
 def _decrypt_cached(box: SecretBox, token: str) -> str:
-    key = (id(box), token)
-    plain = _plain_secrets.get(key)
-    if plain is None:
-        if len(_plain_secrets) > 10_000:
-            _plain_secrets.clear()
-        plain = _plain_secrets[key] = box.decrypt(token)
-    return plain
+    return str(_cached(_plain_secrets, (id(box), token), lambda: box.decrypt(token)))
 
 
 def _secrets_cached(endpoint: Any, box: SecretBox, now: datetime) -> list[str]:
@@ -393,7 +392,7 @@ def record(results: Sequence[tuple[Send, Outcome]], policy: RetryPolicy) -> list
         return []
     now = utcnow()
     attempt_rows: list[dict[str, Any]] = []
-    moves: list[tuple[str, datetime | None, str, int, datetime]] = []
+    moves: list[Move] = []
     disable: dict[str, str] = {}
     recorded: list[Recorded] = []
     for send, outcome in results:

@@ -251,14 +251,11 @@ class Drain:
         """Keep moving averages of the endpoint's response time (no response: the timeout)
         and of its share of failed attempts."""
         took = outcome.duration_ms if outcome.http_status is not None else 1000 * self.timeout
-        before = self.speed.get(send.endpoint_id)
-        if before is None and len(self.speed) > 100_000:
+        if send.endpoint_id not in self.speed and len(self.speed) > 100_000:
             self.speed.clear()
             self.failing.clear()
-        self.speed[send.endpoint_id] = took if before is None else 0.8 * before + 0.2 * took
-        failed = 0.0 if outcome.ok else 1.0
-        share = self.failing.get(send.endpoint_id)
-        self.failing[send.endpoint_id] = failed if share is None else 0.8 * share + 0.2 * failed
+        _average(self.speed, send.endpoint_id, took)
+        _average(self.failing, send.endpoint_id, 0.0 if outcome.ok else 1.0)
 
     def _heard_wake(self, timeout: float) -> bool:
         """Whether a wake-up came (waiting up to ``timeout``); sleeps instead without Redis."""
@@ -412,6 +409,12 @@ class Drain:
         self.held[send.endpoint_id] -= 1
         if not self.held[send.endpoint_id]:
             del self.held[send.endpoint_id]
+
+
+def _average(averages: dict[str, float], key: str, value: float) -> None:
+    """Move ``averages[key]`` a fifth of the way to ``value`` (the first value as it is)."""
+    before = averages.get(key)
+    averages[key] = value if before is None else 0.8 * before + 0.2 * value
 
 
 def drain(budget: float = 30.0, idle: float = 0.5) -> int:
