@@ -1,37 +1,30 @@
-"""The one place HTTP leaves Herald: timeout, no redirects, a capped response read.
+"""The one place HTTP leaves Herald: the private-address guard, a timeout on the whole attempt,
+no redirects, a capped response read, and one event-loop thread sending for the process.
 
-Imports nothing of Herald's so the private-address guard has a single place to live.
+Imports nothing of Herald's but the response reader, so the guard has a single place to live.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import ipaddress
 import logging
+import os
 import socket
+import ssl
 import threading
 import time
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection, _ResponseOptions
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    LocationValueError,
-    NameResolutionError,
-    NewConnectionError,
-    SSLError,
-)
-from urllib3.util.connection import create_connection
+from app.http1 import INVALID, RESPONSE_CAP, ResponseReader, header
 
-RESPONSE_CAP = 4096
+__all__ = ["RESPONSE_CAP", "Outcome", "Transport", "is_forbidden", "literal_address"]
 log = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -129,172 +122,6 @@ def resolve_checked(host: str, port: int, allow: Sequence[Network]) -> list[tupl
     return infos
 
 
-class Deadlines:
-    """Cuts the socket of a request still running past its deadline.
-
-    Socket timeouts bound each read, not the whole answer: a receiver trickling its headers
-    a byte at a time would otherwise hold a sending thread for hours. One watcher thread
-    per transport checks a few times a second.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self._watched: dict[int, tuple[float, socket.socket]] = {}
-        self._fired: set[int] = set()
-        self._thread: threading.Thread | None = None
-
-    def begin(self, deadline: float) -> None:
-        """The calling thread's request must be over by ``deadline`` (time.monotonic())."""
-        self._local.deadline = deadline
-
-    def watch(self, sock: socket.socket) -> None:
-        deadline: float | None = getattr(self._local, "deadline", None)
-        if deadline is None:
-            return
-        with self._lock:
-            self._watched[threading.get_ident()] = (deadline, sock)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="herald-deadlines", daemon=True
-                )
-                self._thread.start()
-
-    def cut(self) -> bool:
-        """True if the calling thread's request has been cut by its deadline."""
-        with self._lock:
-            return threading.get_ident() in self._fired
-
-    def end(self) -> bool:
-        """Stop watching the calling thread's request; True if its deadline cut it."""
-        self._local.deadline = None
-        key = threading.get_ident()
-        with self._lock:
-            self._watched.pop(key, None)
-            fired = key in self._fired
-            self._fired.discard(key)
-        return fired
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(0.1)
-            now = time.monotonic()
-            with self._lock:
-                late = [(k, s) for k, (d, s) in self._watched.items() if d < now]
-                for key, _ in late:
-                    del self._watched[key]
-                    self._fired.add(key)
-            for _, sock in late:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
-def _guarded_connection(base: type[HTTPConnection]) -> type[HTTPConnection]:
-    class Guarded(base):  # type: ignore[valid-type,misc]
-        allow: Sequence[Network] = ()
-        deadlines: Deadlines | None = None
-
-        def request(
-            self,
-            method: str,
-            url: str,
-            body: Any = None,
-            headers: Mapping[str, str] | None = None,
-            **options: Any,
-        ) -> None:
-            if not isinstance(body, bytes) or options.get("chunked"):
-                super().request(method, url, body, headers, **options)
-                return
-            # urllib3 sends the head and the body with two syscalls; one is enough (and on
-            # loopback each send also runs the receiving side of the kernel's network stack).
-            if self.sock is not None:
-                self.sock.settimeout(self.timeout)
-            self._response_options = _ResponseOptions(
-                request_method=method,
-                request_url=url,
-                preload_content=options.get("preload_content", True),
-                decode_content=options.get("decode_content", True),
-                enforce_content_length=options.get("enforce_content_length", True),
-            )
-            names = {name.lower() for name in headers or {}}
-            self.putrequest(
-                method,
-                url,
-                skip_accept_encoding="accept-encoding" in names,
-                skip_host="host" in names,
-            )
-            if "content-length" not in names:
-                self.putheader("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.putheader(name, value)
-            self.endheaders(message_body=body)
-
-        def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
-            if not isinstance(message_body, bytes) or encode_chunked:
-                super()._send_output(message_body, encode_chunked)
-                return
-            self._buffer.extend((b"", b""))
-            head = b"\r\n".join(self._buffer)
-            del self._buffer[:]
-            self.send(head + message_body)
-
-        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-            # From here on the receiver controls the pace: watch the whole answer.
-            if self.deadlines is not None and self.sock is not None:
-                self.deadlines.watch(self.sock)
-            response = super().getresponse(*args, **kwargs)
-            if self.deadlines is not None and self.deadlines.cut():
-                # Cut mid-headers: what was read is not an answer (urllib3 makes this a
-                # read timeout).
-                raise TimeoutError("the answer did not arrive within the timeout")
-            return response
-
-        def _new_conn(self) -> socket.socket:
-            # Connect to the very address that was checked, so DNS rebinding between
-            # the check and the connect cannot reach a private address.
-            try:
-                infos = resolve_checked(self._dns_host, self.port, self.allow)
-            except socket.gaierror as exc:
-                raise NameResolutionError(self.host, self, exc) from exc
-            except RefusedAddress as exc:
-                raise NewConnectionError(self, str(exc)) from exc
-            error: OSError | None = None
-            for info in infos:
-                try:
-                    return create_connection(
-                        (info[4][0], self.port),
-                        self.timeout,
-                        source_address=self.source_address,
-                        socket_options=self.socket_options,
-                    )
-                except TimeoutError as exc:
-                    raise ConnectTimeoutError(self, f"timed out connecting to {self.host}") from exc
-                except OSError as exc:
-                    error = exc
-            raise NewConnectionError(self, f"Failed to establish a new connection: {error}")
-
-    return Guarded
-
-
-def guarded_pool_manager(
-    allow: Sequence[Network], deadlines: Deadlines | None, maxsize: int
-) -> urllib3.PoolManager:
-    """A urllib3 pool manager whose connections refuse forbidden addresses at connect time.
-
-    urllib3 directly rather than requests: a third of the CPU per request (DESIGN.md).
-    """
-    http_conn = _guarded_connection(HTTPConnection)
-    https_conn = _guarded_connection(HTTPSConnection)
-    http_conn.allow = https_conn.allow = tuple(allow)  # type: ignore[attr-defined]
-    http_conn.deadlines = https_conn.deadlines = deadlines  # type: ignore[attr-defined]
-    manager = urllib3.PoolManager(num_pools=256, maxsize=maxsize, block=False, retries=False)
-    manager.pool_classes_by_scheme = {
-        "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
-        "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
-    }
-    return manager
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What one HTTP request came to: a response (any status) or an error text."""
@@ -324,123 +151,380 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def _describe(exc: Exception, timeout: float) -> str:
-    """A short, stable error text for an attempt that got no response."""
+def _describe(exc: BaseException, timeout: float) -> str:
+    """A short, stable error text for a connection that could not be made."""
     text = str(exc)
-    lowered = text.lower()
-    if isinstance(exc, NewConnectionError):  # before timeouts: urllib3 derives it from them
-        if "refused: private address" in lowered:
-            return "refused: private address"
-        if isinstance(exc, NameResolutionError) or "name or service not known" in lowered:
-            return "DNS lookup failed"
-        if "refused" in lowered:
-            return "connection refused"
-        return f"connection error: {text[:200]}"
-    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
-        return f"timed out after {timeout:g} s"
-    if isinstance(exc, SSLError):
+    if isinstance(exc, RefusedAddress):
+        return "refused: private address"
+    if isinstance(exc, socket.gaierror):
+        return "DNS lookup failed"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return f"TLS error: {text[:200]}"
-    if isinstance(exc, LocationValueError):
-        return f"invalid URL: {text[:200]}"
-    if isinstance(exc, HTTPError | OSError):
-        # Checked before "reset": these come wrapped in "Connection aborted."
-        if any(
-            sign in lowered
-            for sign in ("badstatusline", "invalid http", "linetoolong", "got more than")
-        ):
-            return "invalid HTTP response"
-        if "remotedisconnected" in lowered:
-            return "connection closed without a response"
-        if "reset" in lowered or "aborted" in lowered:
-            return "connection reset by peer"
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionError):
+        return "connection reset by peer"
+    if isinstance(exc, OSError):
         return f"connection error: {text[:200]}"
     return f"{type(exc).__name__}: {text[:200]}"
 
 
+@dataclass(frozen=True)
+class Target:
+    """A webhook URL taken apart once: where to connect and what to put in the request."""
+
+    key: tuple[str, str, int]  # (scheme, host, port): the pool a connection belongs to
+    host_header: str
+    path: str
+
+
+def _target(url: str) -> Target:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"unsupported scheme {scheme!r}")
+    host = parts.hostname
+    if not host:
+        raise ValueError("no host")
+    port = parts.port or (443 if scheme == "https" else 80)
+    shown = f"[{host}]" if ":" in host else host
+    default = port == (443 if scheme == "https" else 80)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    if any(c in path for c in " \r\n\x00"):
+        raise ValueError("a space or control character in the path")
+    return Target((scheme, host, port), shown if default else f"{shown}:{port}", path)
+
+
+# Fields a webhook's custom headers may not set: the framing of the request is Herald's.
+FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection", "te"})
+
+
+def request_bytes(target: Target, body: bytes, headers: Mapping[str, str]) -> bytes:
+    """One POST, head and body, ready for a single write."""
+    lines = [
+        f"POST {target.path} HTTP/1.1",
+        f"Host: {target.host_header}",
+        f"Content-Length: {len(body)}",
+        "Accept-Encoding: identity",  # the body is logged as text: no compression
+    ]
+    for name, value in headers.items():
+        if name.lower() in FRAMING:
+            continue
+        if any(c in name or c in value for c in "\r\n\x00") or ":" in name:
+            raise ValueError(f"invalid header {name[:50]!r}")
+        lines.append(f"{name}: {value}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode() + body
+
+
+Done = Callable[[Any, Outcome], None]
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; it carries one exchange at a time."""
+
+    def __init__(self, key: tuple[str, str, int]) -> None:
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.exchange: _Exchange | None = None
+        self.closed = False
+        self.used = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.exchange is None:
+            self.close()  # bytes nobody asked for: the connection is out of step
+        else:
+            self.exchange.received(data)
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        if self.exchange is not None:
+            self.exchange.ended(reset=False)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.exchange is not None:
+            self.exchange.ended(reset=isinstance(exc, ConnectionError))
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Exchange:
+    """One attempt: its request, the connection carrying it, and the answer so far."""
+
+    def __init__(
+        self, owner: Transport, tag: Any, target: Target, request: bytes, done: Done
+    ) -> None:
+        self.owner = owner
+        self.tag = tag
+        self.target = target
+        self.request = request
+        self.done = done
+        self.reader = ResponseReader()
+        self.conn: _Connection | None = None
+        self.started = time.perf_counter()
+        self.finished = False
+        self.retried = False
+        loop = owner.loop
+        self.timer = loop.call_at(loop.time() + owner.timeout, self.expire)
+
+    def send_on(self, conn: _Connection) -> None:
+        self.conn = conn
+        conn.exchange = self
+        conn.used += 1
+        assert conn.transport is not None
+        conn.transport.write(self.request)
+
+    def received(self, data: bytes) -> None:
+        if self.reader.feed(data):
+            self.finish()
+
+    def ended(self, reset: bool) -> None:
+        conn = self.conn
+        if conn is not None and conn.used > 1 and not self.reader.started and not self.retried:
+            # A kept-alive connection the receiver had just closed: try once on a new one
+            # (what urllib3 and browsers do; the receiver saw nothing of this request).
+            self.retried = True
+            conn.exchange = self.conn = None
+            self.owner.connect(self)
+            return
+        self.reader.eof(reset)
+        self.finish()
+
+    def expire(self) -> None:
+        if self.finished:
+            return
+        if self.reader.status is not None:
+            log.info("cut an answer from %s still arriving after the timeout", _origin(self))
+        self.reader.cut()
+        self.finish()
+
+    def fail(self, error: str) -> None:
+        if not self.finished:
+            self.reader.error = error
+            self.finish()
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.timer.cancel()
+        conn, self.conn = self.conn, None
+        reader = self.reader
+        if conn is not None:
+            conn.exchange = None
+            transport = conn.transport
+            if (
+                reader.reusable
+                and not conn.closed
+                and transport
+                and not transport.get_write_buffer_size()
+            ):
+                self.owner.check_in(conn)
+            else:
+                conn.close()
+        error = reader.error
+        if error == "timed out":
+            error = f"timed out after {self.owner.timeout:g} s"
+        if reader.status is None:
+            outcome = Outcome(None, None, None, error or INVALID, _ms(self.started))
+        else:
+            headers = reader.headers
+            outcome = Outcome(
+                http_status=reader.status,
+                headers={name: _text(value) for name, value in headers.items()},
+                body=_text(reader.body.decode("utf-8", "replace")),
+                error=error,
+                duration_ms=_ms(self.started),
+                retry_after=_retry_after(header(headers, "retry-after")),
+            )
+        self.done(self.tag, outcome)
+
+
+def _origin(exchange: _Exchange) -> str:
+    scheme, host, _ = exchange.target.key
+    return f"{scheme}://{host}"
+
+
+class _Loop:
+    """The process's one event-loop thread, where every request is sent and read.
+
+    A single thread moving bytes for hundreds of connections costs a fraction of the CPU
+    of one blocking thread per request: those spend most of it handing the GIL around.
+    """
+
+    _lock = threading.Lock()
+    _current: _Loop | None = None
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="herald-send", daemon=True
+        )
+        self.thread.start()
+
+    @classmethod
+    def get(cls) -> _Loop:
+        with cls._lock:
+            # After a fork the thread is gone: the child starts its own.
+            if cls._current is None or cls._current.pid != os.getpid():
+                cls._current = _Loop()
+            return cls._current
+
+
 class Transport:
-    """Posts signed bodies over one shared pool of keep-alive connections per host."""
+    """Posts signed bodies over kept-alive connections, from the process's event-loop thread.
+
+    ``start`` is for the drain (many at once, answers by callback); ``post`` blocks.
+    """
 
     def __init__(self, timeout: float, pool_size: int = 16, allow: Sequence[Network] = ()) -> None:
         self.timeout = timeout
-        self._deadlines = Deadlines()
-        self._pool = guarded_pool_manager(tuple(allow), self._deadlines, pool_size)
-        self._timeouts = urllib3.Timeout(connect=min(timeout, 5.0), read=timeout)
+        self.pool_size = pool_size
+        self.allow = tuple(allow)
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._targets: dict[str, Target] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._runner = _Loop.get()
+        self.loop = self._runner.loop
 
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
-        """POST once; never raises for network trouble, never reads past RESPONSE_CAP."""
-        started = time.perf_counter()
-        # The whole attempt, answer included, gets the timeout (and a little slack so the
-        # socket's own timeout usually speaks first).
-        self._deadlines.begin(time.monotonic() + self.timeout + 0.5)
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome:
+        """POST once and wait; never raises for network trouble."""
+        answer: Future[Outcome] = Future()
+        self.start([(None, url, body, headers)], lambda _tag, outcome: answer.set_result(outcome))
+        return answer.result()
+
+    def start(self, batch: Sequence[tuple[Any, str, bytes, Mapping[str, str]]], done: Done) -> None:
+        """Begin each (tag, url, body, headers) POST; ``done(tag, outcome)`` runs, in the
+        event-loop thread, exactly once for each."""
+        if self._runner.pid != os.getpid():
+            self._runner, self._idle = _Loop.get(), {}
+            self.loop = self._runner.loop
+        self.loop.call_soon_threadsafe(self._begin_all, batch, done)
+
+    def _begin_all(
+        self, batch: Sequence[tuple[Any, str, bytes, Mapping[str, str]]], done: Done
+    ) -> None:
+        for tag, url, body, headers in batch:
+            try:
+                target = self._target(url)
+            except ValueError as exc:
+                done(tag, Outcome(None, None, None, f"invalid URL: {str(exc)[:200]}", 0))
+                continue
+            try:
+                request = request_bytes(target, body, headers)
+            except ValueError as exc:
+                done(tag, Outcome(None, None, None, str(exc), 0))
+                continue
+            try:
+                exchange = _Exchange(self, tag, target, request, done)
+                conn = self._check_out(target.key)
+                if conn is None:
+                    self.connect(exchange)
+                else:
+                    exchange.send_on(conn)
+            except Exception as exc:  # never lose an attempt to a bug: it is logged as failed
+                log.exception("sending to %s failed", url)
+                done(tag, Outcome(None, None, None, f"internal error: {type(exc).__name__}", 0))
+
+    def _target(self, url: str) -> Target:
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) > 10_000:
+                self._targets.clear()
+            target = self._targets[url] = _target(url)
+        return target
+
+    def _check_out(self, key: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    def check_in(self, conn: _Connection) -> None:
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) < self.pool_size:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    def connect(self, exchange: _Exchange) -> None:
+        self.loop.create_task(self._connect(exchange))
+
+    async def _connect(self, exchange: _Exchange) -> None:
         try:
-            return self._post(url, body, headers, started)
-        finally:
-            if self._deadlines.end():
-                log.info("cut an answer from %s still arriving after the timeout", _origin(url))
+            conn = await self._open(exchange.target.key)
+        except Exception as exc:
+            exchange.fail(_describe(exc, self.timeout))
+            return
+        if exchange.finished:
+            self.check_in(conn)  # the deadline passed while connecting; the next one can use it
+        else:
+            exchange.send_on(conn)
 
-    def _post(self, url: str, body: bytes, headers: dict[str, str], started: float) -> Outcome:
-        try:
-            response = self._pool.request(
-                "POST",
-                url,
-                body=body,
-                headers=headers,
-                timeout=self._timeouts,
-                redirect=False,
-                retries=False,
-                preload_content=False,
-            )
-        except (HTTPError, ValueError, OSError) as exc:
-            failure = _describe(exc, self.timeout)
-            if self._deadlines.end():
-                failure = f"timed out after {self.timeout:g} s"
-            return Outcome(None, None, None, failure, _ms(started))
-        error: str | None = None
-        try:
-            raw, complete = self._read_capped(response, started + self.timeout)
-        except Exception as exc:  # a lying or truncated body still yields its status
-            raw, complete = b"", False
-            error = f"error reading response body: {type(exc).__name__}"
-        finally:
-            duration = _ms(started)
-        if not complete:
-            response.close()  # drop the connection rather than drain a huge body
-        response.release_conn()
-        return Outcome(
-            http_status=response.status,
-            headers={name: _text(value) for name, value in response.headers.items()},
-            body=_text(raw[:RESPONSE_CAP].decode("utf-8", "replace")),
-            error=error,
-            duration_ms=duration,
-            retry_after=_retry_after(response.headers.get("retry-after")),
-        )
+    async def _open(self, key: tuple[str, str, int]) -> _Connection:
+        """A new connection to the very address that was checked, so DNS rebinding between
+        the check and the connect cannot reach a private address."""
+        scheme, host, port = key
+        literal = _ip_literal(host)
+        if literal is not None:
+            if is_forbidden(literal, self.allow):
+                raise RefusedAddress(f"refused: private address {literal}")
+            addresses = [str(literal)]
+        else:
+            infos = await self.loop.run_in_executor(None, resolve_checked, host, port, self.allow)
+            addresses = [str(info[4][0]) for info in infos]
+        context = self._tls() if scheme == "https" else None
+        error: Exception = OSError("no address")
+        for address in dict.fromkeys(addresses):
+            try:
+                _, conn = await asyncio.wait_for(
+                    self.loop.create_connection(
+                        lambda: _Connection(key),
+                        address,
+                        port,
+                        ssl=context,
+                        server_hostname=host if context else None,
+                    ),
+                    min(self.timeout, 5.0),
+                )
+                return conn
+            except (TimeoutError, ssl.SSLError, ssl.CertificateError):
+                raise
+            except OSError as exc:
+                error = exc
+        raise error
 
-    @staticmethod
-    def _read_capped(response: urllib3.BaseHTTPResponse, deadline: float) -> tuple[bytes, bool]:
-        """Up to RESPONSE_CAP bytes of the body, and whether that was all of it.
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
 
-        Read in pieces against a deadline, so a receiver that trickles its body a byte at a
-        time cannot hold a sending thread much past the timeout.
-        """
-        raw = b""
-        while len(raw) <= RESPONSE_CAP:
-            if time.perf_counter() > deadline:
-                return raw, False
-            piece = response.read1(RESPONSE_CAP + 1 - len(raw), decode_content=True)
-            if not piece:
-                return raw, True
-            raw += piece
-        return raw, False
+
+def _ip_literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name, or an odd spelling the resolver will read
 
 
 def _text(value: str) -> str:
     """A receiver's text as the database can keep it: PostgreSQL text cannot hold NUL."""
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}"
 
 
 def _ms(started: float) -> int:

@@ -8,6 +8,7 @@ connection, answer garbage or stream a huge body.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -89,7 +90,7 @@ def huge(size: int, chunk: int = 64 * 1024) -> Behaviour:
 class Receiver:
     """``with Receiver() as rcv:`` serves on 127.0.0.1 until the block ends."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Received] = []
         self._scripts: dict[str, list[Behaviour]] = {}
         self._lock = threading.Condition()
@@ -117,6 +118,8 @@ class Receiver:
             request_queue_size = 128
 
         self._server = Server(("127.0.0.1", port), Handler)
+        if tls is not None:  # HTTPS: the handshake happens as each connection is accepted
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
 
     def url_for(self, path: str) -> str:

@@ -380,6 +380,45 @@ def release(sends: Sequence[Send]) -> None:
     db.session.commit()
 
 
+# Tries an admin asked for (a resend, a test send): no breaker holds them back.
+ASKED_FOR = ("manual", "test")
+
+
+def defer(sends: Sequence[Send], until: datetime) -> None:
+    """Give claimed deliveries back unsent and due at ``until``: no attempt is counted."""
+    by_lease: dict[datetime | None, list[str]] = {}
+    for send in sends:
+        by_lease.setdefault(send.lease, []).append(send.delivery_id)
+    # One statement per claim (its sends share a lease); a lease someone else took since
+    # is left alone.
+    for lease, ids in by_lease.items():
+        db.session.execute(
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.locked_until == lease)
+            .values(next_attempt_at=until, locked_until=EPOCH)
+        )
+    if by_lease:
+        db.session.commit()
+
+
+def defer_due(endpoint_id: str, until: datetime) -> None:
+    """Move an endpoint's pending deliveries due before ``until`` (and not leased) to it,
+    so claims stop meeting them in the due index while its breaker is open."""
+    now = utcnow()
+    db.session.execute(
+        update(DELIVERIES)
+        .where(
+            DELIVERIES.c.endpoint_id == endpoint_id,
+            DELIVERIES.c.status == "pending",
+            DELIVERIES.c.next_attempt_at < until,
+            DELIVERIES.c.locked_until <= now,
+            DELIVERIES.c.trigger.not_in(ASKED_FOR),
+        )
+        .values(next_attempt_at=until)
+    )
+    db.session.commit()
+
+
 def _failure_reason(outcome: Outcome) -> str:
     if outcome.http_status is not None:
         return f"HTTP {outcome.http_status}"

@@ -1,10 +1,10 @@
 """RQ jobs and the sweeper. A job carries no payload: it claims what the database says is due.
 
 One drain job works on many deliveries at once, as a small pipeline so no stage waits on
-another: the job's own thread claims batches ahead of need and hands sends to a pool of
-sending threads (kept per process, so keep-alive connections stay warm) with a cap per
-endpoint, so a slow endpoint holds only its own slots; a recorder thread writes finished
-attempts in bulk while sending goes on.
+another: the job's own thread claims batches ahead of need, signs them and hands them to the
+transport's event-loop thread (one per process, so keep-alive connections stay warm) with a
+cap per endpoint, so a slow endpoint holds only its own slots; a recorder thread writes
+finished attempts in bulk while sending goes on.
 """
 
 from __future__ import annotations
@@ -15,18 +15,20 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from flask import Flask, current_app
 
+from app.deliveries.breaker import Breakers, Change
 from app.deliveries.engine import (
+    ASKED_FOR,
     Send,
     announcement,
     any_due,
-    attempt,
+    build_headers,
     claim_due,
+    defer,
+    defer_due,
     record,
     release,
 )
@@ -35,16 +37,16 @@ from app.logs import log_attempts
 from app.metrics import count_attempts
 from app.models import utcnow
 from app.runtime import Runtime, runtime
-from app.transport import Outcome, Transport
+from app.transport import Outcome
 
 log = logging.getLogger(__name__)
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 # endpoint -> moving average response time in ms, and moving average share of failed
 # attempts, kept across jobs by this worker process
 _speed: dict[str, float] = {}
 _failing: dict[str, float] = {}
+# endpoint -> circuit breaker: one that keeps failing is sent nothing for a while (breaker.py)
+_breakers = Breakers()
 
 PREFETCH = 6  # claim up to this many times an endpoint's cap, so a fast one never waits
 # An endpoint whose moving average response time is under FAST_MS may use FAST_BOOST x the
@@ -64,25 +66,6 @@ IDLE_POLL = 0.01  # seconds between claims when nothing was due and no wake-ups 
 WOKEN_POLL = 0.05  # the same with wake-ups: only retries coming due are found by polling
 
 Result = tuple[Send, Outcome]
-
-
-def _sending_pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per worker process, kept across jobs so connections stay warm."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(threads, thread_name_prefix="herald-send")
-        return _pool
-
-
-def _send(transport: Transport, send: Send, done: Callable[[Result], None]) -> None:
-    """Run in a sending thread: one attempt, its outcome handed back whatever happens."""
-    try:
-        result = attempt(transport, send)
-    except Exception as exc:  # never lose a claimed delivery to a bug: log it as failed
-        log.exception("attempt of %s crashed", send.delivery_id)
-        result = (send, Outcome(None, None, None, f"internal error: {type(exc).__name__}", 0))
-    done(result)
 
 
 class Recorder:
@@ -169,7 +152,6 @@ class Drain:
         self.lease = 2 * settings.timeout + 30
         self.budget = budget
         self.idle = idle
-        self.pool = _sending_pool(self.threads)
         self.done: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self.ready: dict[str, deque[Send]] = {}
         self.inflight: dict[str, int] = {}
@@ -236,11 +218,14 @@ class Drain:
                     self.wake.close()
 
     def cap_of(self, endpoint_id: str) -> int:
-        """An endpoint's concurrency cap: the configured one, or more for a proven-fast one.
+        """An endpoint's concurrency cap: the configured one, or more for a proven-fast one,
+        a quarter for a failing one, one while its breaker is not closed.
 
         Only an endpoint whose recent requests came back quickly gets the larger cap, so a
         new or slow one never holds more than the configured cap.
         """
+        if not _breakers.closed(endpoint_id):
+            return 1  # open: only its probe or a try an admin asked for
         if self.failing.get(endpoint_id, 0.0) >= FAILING:
             return max(1, self.cap // 4)
         if self.speed.get(endpoint_id, FAST_MS) < FAST_MS:
@@ -256,6 +241,45 @@ class Drain:
             self.failing.clear()
         _average(self.speed, send.endpoint_id, took)
         _average(self.failing, send.endpoint_id, 0.0 if outcome.ok else 1.0)
+        change = _breakers.observe(send.endpoint_id, outcome.ok, time.monotonic())
+        if change is not None:
+            self._breaker_changed(send.endpoint_id, change)
+
+    def _breaker_changed(self, endpoint_id: str, change: Change) -> None:
+        """Log it; on opening, hold back what this job claimed for the endpoint and push its
+        due deliveries to the end of the opening, so claims stop meeting them."""
+        if change.kind == "closed":
+            log.info(
+                "breaker of %s closed after %d consecutive failures, open for %.1f s",
+                endpoint_id,
+                change.failures,
+                change.seconds,
+            )
+            return
+        log.log(
+            logging.INFO if change.kind == "opened" else logging.DEBUG,
+            "breaker of %s %s after %d consecutive failures: no attempts for %.1f s",
+            endpoint_id,
+            change.kind,
+            change.failures,
+            change.seconds,
+        )
+        now = time.monotonic()
+        until = utcnow() + timedelta(seconds=_breakers.reopens_at(endpoint_id, now) - now)
+        queued = self.ready.get(endpoint_id, deque())
+        held_back = [s for s in queued if s.trigger not in ASKED_FOR]
+        if held_back:
+            self.ready[endpoint_id] = deque(s for s in queued if s.trigger in ASKED_FOR)
+            for send in held_back:
+                self._drop(send)
+        try:
+            defer(held_back, until)
+            defer_due(endpoint_id, until)
+        except Exception:
+            # Nothing is lost: what stays leased comes due when its lease ends, and claims
+            # defer the rest one by one.
+            log.exception("could not defer the deliveries of %s", endpoint_id)
+            db.session.rollback()
 
     def _heard_wake(self, timeout: float) -> bool:
         """Whether a wake-up came (waiting up to ``timeout``); sleeps instead without Redis."""
@@ -313,7 +337,7 @@ class Drain:
             self.lease,
             exclude=exclude,
         )
-        for send in self._within_rate_limits(claimed, now):
+        for send in self._past_breakers(self._within_rate_limits(claimed, now), now):
             self.ready.setdefault(send.endpoint_id, deque()).append(send)
             self.held[send.endpoint_id] = self.held.get(send.endpoint_id, 0) + 1
         return len(claimed)
@@ -338,6 +362,29 @@ class Drain:
         release(returned)
         return allowed
 
+    def _past_breakers(self, claimed: list[Send], now: float) -> list[Send]:
+        """The claimed sends their endpoint's breaker lets go: all if it is closed, one probe
+        if it is half-open; the rest are deferred to when it may half-open again (an admin's
+        resend or test goes whatever the breaker says)."""
+        allowed: list[Send] = []
+        deferred: dict[str, list[Send]] = {}
+        for send in claimed:
+            endpoint_id = send.endpoint_id
+            if (
+                _breakers.closed(endpoint_id)
+                or send.trigger in ASKED_FOR
+                or _breakers.take_probe(endpoint_id, now, self.lease)
+            ):
+                allowed.append(send)
+            else:
+                deferred.setdefault(endpoint_id, []).append(send)
+        if deferred:
+            wall = utcnow()
+            for endpoint_id, sends in deferred.items():
+                wait = _breakers.reopens_at(endpoint_id, now) - now
+                defer(sends, wall + timedelta(seconds=wait))
+        return allowed
+
     def _dispatch(self) -> None:
         """Start sends while threads are free, at most an endpoint's cap at once each.
 
@@ -348,6 +395,8 @@ class Drain:
         # lease goes back instead: sending it late could race the next claimer.
         latest = utcnow() + timedelta(seconds=self.rt.settings.timeout + 5)
         stale: list[Send] = []
+        batch: list[tuple[Send, str, bytes, dict[str, str]]] = []
+        timestamp = int(time.time())
         # Failing endpoints take their turn after the healthy ones in every pass.
         open_eps = sorted(
             (ep for ep, q in self.ready.items() if q),
@@ -369,12 +418,31 @@ class Drain:
                 else:
                     self.inflight[endpoint_id] = flying + 1
                     self.running += 1
-                    self.pool.submit(_send, self.rt.transport, send, self.done.put)
+                    self._sign(send, timestamp, batch)
                 still_open.append(endpoint_id)
             open_eps = still_open
+        if batch:
+            self.rt.transport.start(batch, self._answered)
         for endpoint_id in [ep for ep, q in self.ready.items() if not q]:
             del self.ready[endpoint_id]
         release(stale)
+
+    def _sign(
+        self, send: Send, timestamp: int, batch: list[tuple[Send, str, bytes, dict[str, str]]]
+    ) -> None:
+        try:
+            send.headers = build_headers(send, timestamp)
+        except Exception as exc:  # never lose a claimed delivery to a bug: log it as failed
+            log.exception("signing %s failed", send.delivery_id)
+            self._answered(
+                send, Outcome(None, None, None, f"internal error: {type(exc).__name__}", 0)
+            )
+        else:
+            batch.append((send, send.url, send.payload, send.headers))
+
+    def _answered(self, send: Send, outcome: Outcome) -> None:
+        """Runs in the transport's thread: hand the outcome to the drain's."""
+        self.done.put((send, outcome))
 
     def _collect(self, recorder: Recorder, timeout: float) -> int:
         """Hand finished sends to the recorder, waiting up to ``timeout`` for the first."""

@@ -1,0 +1,286 @@
+"""Circuit breakers: the state machine with explicit times, then a real drain and receiver."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from app.deliveries import jobs
+from app.deliveries.breaker import Breakers, Change, State
+from app.deliveries.engine import claim_due, defer, defer_due
+from app.deliveries.jobs import drain
+from app.extensions import db
+from app.models import EPOCH, Attempt, Delivery, utcnow
+from app.runtime import runtime
+from tests.conftest import Api, make_app
+from tests.receiver import Receiver, respond
+
+EP = "wh_1"
+
+
+def failed(breakers: Breakers, times: int, now: float) -> list[Change | None]:
+    return [breakers.observe(EP, False, now) for _ in range(times)]
+
+
+def test_it_opens_at_the_threshold_and_not_before() -> None:
+    breakers = Breakers(threshold=3, first=1.0, longest=8.0)
+
+    assert failed(breakers, 2, now=100.0) == [None, None]
+    assert breakers.closed(EP)
+    assert breakers.state(EP, 100.0) is State.CLOSED
+
+    assert breakers.observe(EP, False, 100.0) == Change("opened", 3, 1.0)
+    assert not breakers.closed(EP)
+    assert breakers.state(EP, 100.99) is State.OPEN
+    assert breakers.reopens_at(EP, 100.5) == 101.0
+    assert breakers.state(EP, 101.0) is State.HALF_OPEN
+
+
+def test_it_counts_only_consecutive_failures() -> None:
+    breakers = Breakers(threshold=3)
+
+    failed(breakers, 2, now=0.0)
+    assert breakers.observe(EP, True, 0.0) is None  # never opened: nothing to report
+    failed(breakers, 2, now=0.0)
+
+    assert breakers.state(EP, 0.0) is State.CLOSED
+
+
+def test_it_closes_on_a_success() -> None:
+    breakers = Breakers(threshold=3, first=1.0)
+    failed(breakers, 3, now=10.0)
+
+    assert breakers.observe(EP, True, 12.5) == Change("closed", 3, 2.5)
+    assert breakers.state(EP, 12.5) is State.CLOSED
+    # Closed means reset: it takes the whole threshold to open again.
+    assert failed(breakers, 2, now=13.0) == [None, None]
+    assert breakers.closed(EP)
+
+
+def test_it_lets_one_probe_go_when_half_open() -> None:
+    breakers = Breakers(threshold=3, first=1.0, longest=8.0)
+    failed(breakers, 3, now=0.0)
+
+    assert not breakers.take_probe(EP, 0.5, lasts=30.0)  # still open
+    assert breakers.take_probe(EP, 1.0, lasts=30.0)
+    assert not breakers.take_probe(EP, 1.0, lasts=30.0)  # the one probe is out
+    assert breakers.state(EP, 20.0) is State.OPEN
+    # What is held back meanwhile waits for the earliest a failed probe allows another.
+    assert breakers.reopens_at(EP, 1.0) == 3.0
+    # A probe whose outcome never comes keeps it shut only for ``lasts``.
+    assert breakers.state(EP, 31.0) is State.HALF_OPEN
+
+
+def test_it_doubles_the_opening_on_each_failed_probe_up_to_the_longest() -> None:
+    breakers = Breakers(threshold=3, first=1.0, longest=60.0)
+    failed(breakers, 3, now=0.0)
+    now, opened = 0.0, []
+    for _ in range(8):
+        now = breakers.reopens_at(EP, now)
+        assert breakers.state(EP, now - 0.01) is State.OPEN
+        assert breakers.take_probe(EP, now, lasts=120.0)
+        now += 0.5  # the probe's answer takes a while; the opening counts from it
+        change = breakers.observe(EP, False, now)
+        assert change is not None
+        assert change.kind == "reopened"
+        opened.append(change.seconds)
+
+    assert opened == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+
+
+def test_it_does_not_reopen_for_failures_sent_before_it_opened() -> None:
+    breakers = Breakers(threshold=3, first=1.0)
+    failed(breakers, 3, now=0.0)
+
+    assert failed(breakers, 4, now=0.5) == [None] * 4  # in flight when it opened
+
+    assert breakers.state(EP, 1.0) is State.HALF_OPEN
+
+
+def test_it_forgets_everything_past_its_limit() -> None:
+    breakers = Breakers(threshold=1, limit=2)
+    breakers.observe("wh_a", False, 0.0)
+    breakers.observe("wh_b", False, 0.0)
+    assert not breakers.closed("wh_a")
+
+    breakers.observe("wh_c", False, 0.0)
+
+    assert breakers.closed("wh_a")
+    assert not breakers.closed("wh_c")
+
+
+# The database side: what a breaker defers.
+
+
+def test_it_defers_claimed_deliveries_whose_lease_it_still_holds(api: Api) -> None:
+    api.event_type("user.created")
+    api.webhook("http://127.0.0.1:9/")
+    for _ in range(3):
+        api.publish("user.created")
+    sends = claim_due(runtime().box, limit=10, per_endpoint=10, lease_seconds=60)
+    assert len(sends) == 3
+    taken = db.session.get(Delivery, sends[0].delivery_id)
+    assert taken is not None
+    taken.locked_until = theirs = utcnow() + timedelta(minutes=10)  # another worker's now
+    db.session.commit()
+    until = utcnow() + timedelta(minutes=5)
+
+    defer(sends, until)
+
+    db.session.expire_all()
+    rows = [db.session.get(Delivery, s.delivery_id) for s in sends]
+    assert [(r.locked_until, r.next_attempt_at == until) for r in rows if r] == [
+        (theirs, False),
+        (EPOCH, True),
+        (EPOCH, True),
+    ]
+    assert {(r.status, r.attempts) for r in rows if r} == {("pending", 0)}
+    assert attempt_count(sends[0].endpoint_id) == 0
+
+
+def test_it_pushes_only_the_endpoints_due_unleased_scheduled_deliveries(api: Api) -> None:
+    api.event_type("user.created")
+    hook = api.webhook("http://127.0.0.1:9/a")["id"]
+    other = api.webhook("http://127.0.0.1:9/b")["id"]
+    event = api.publish("user.created")["id"]
+    db.session.execute(Delivery.__table__.delete())
+    now = utcnow()
+    until = now + timedelta(seconds=30)
+    rows = {
+        "due": Delivery(endpoint_id=hook),
+        "retry": Delivery(endpoint_id=hook, attempts=2, next_attempt_at=now + timedelta(seconds=5)),
+        "leased": Delivery(endpoint_id=hook, locked_until=now + timedelta(seconds=60)),
+        "later": Delivery(endpoint_id=hook, next_attempt_at=now + timedelta(minutes=5)),
+        "done": Delivery(endpoint_id=hook, status="succeeded"),
+        "resend": Delivery(endpoint_id=hook, trigger="manual"),
+        "other": Delivery(endpoint_id=other),
+    }
+    for row in rows.values():
+        row.event_id = event
+    db.session.add_all(rows.values())
+    db.session.commit()
+
+    defer_due(hook, until)
+
+    db.session.expire_all()
+    assert {name for name, row in rows.items() if row.next_attempt_at == until} == {
+        "due",
+        "retry",
+    }
+    assert rows["retry"].attempts == 2
+
+
+# With a real drain and receiver.
+
+
+@pytest.fixture
+def worker(env: dict[str, str], api: Api) -> Iterator[Flask]:
+    """A worker's app whose schedule outlasts these tests: no delivery fails for good."""
+    api.event_type("user.created")
+    app = make_app(env, HERALD_RETRY_SCHEDULE=",".join(["0"] * 20))
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def drain_in(app: Flask, budget: float, idle: float) -> None:
+    with app.app_context():
+        drain(budget=budget, idle=idle)
+
+
+def deliveries_of(endpoint_id: str) -> list[Delivery]:
+    db.session.expire_all()
+    rows = db.session.execute(select(Delivery).where(Delivery.endpoint_id == endpoint_id))
+    found = list(rows.scalars())
+    db.session.rollback()
+    return found
+
+
+def attempt_count(endpoint_id: str) -> int:
+    count = db.session.execute(
+        select(func.count()).select_from(Attempt).where(Attempt.endpoint_id == endpoint_id)
+    ).scalar_one()
+    db.session.rollback()
+    return int(count)
+
+
+def test_it_holds_back_a_failing_endpoint_and_delivers_all_once_it_recovers(
+    api: Api, receiver: Receiver, worker: Flask, monkeypatch: Any, caplog: Any
+) -> None:
+    monkeypatch.setattr(jobs, "_breakers", Breakers(threshold=10, first=0.3, longest=0.6))
+    caplog.set_level(logging.INFO, logger="app.deliveries.jobs")
+    receiver.behave("/down", respond(500))
+    hook = api.webhook(receiver.url_for("/down"))
+    events = [{"type": "user.created", "data": {"i": i}} for i in range(60)]
+    published = api.post("/v1/events/batch", {"events": events}).get_json()["data"]
+
+    # Long enough for the breaker to open, half-open, fail its probes and reopen.
+    drain_in(worker, budget=2.0, idle=1.0)
+
+    failures = len(receiver.requests_for("/down"))
+    # The threshold, what was in flight when it opened, and a few probes; not 60 or more.
+    assert 10 <= failures <= 25, failures
+    waiting = deliveries_of(hook["id"])
+    assert {d.status for d in waiting} == {"pending"}
+    # Only what was sent counts as an attempt; the deferred ones were not advanced.
+    assert sum(d.attempts for d in waiting) == failures == attempt_count(hook["id"])
+    deferred = [d for d in waiting if d.attempts == 0]
+    assert len(deferred) >= 60 - failures
+    # They wait in the database, due after the last request the endpoint was sent.
+    last_sent = max(r.at for r in receiver.requests_for("/down"))
+    assert all(d.next_attempt_at.timestamp() > last_sent for d in deferred)
+    assert api.get(f"/v1/webhooks/{hook['id']}").get_json()["status"] == "active"
+    before = {d.id: d.attempts for d in waiting}
+
+    receiver.behave("/down", respond(204))
+    deadline = time.monotonic() + 20
+    while any(d.status == "pending" for d in deliveries_of(hook["id"])):
+        assert time.monotonic() < deadline, "deferred deliveries never went out"
+        drain_in(worker, budget=2.0, idle=0.5)
+
+    recovered = receiver.requests_for("/down")[failures:]
+    assert sorted(r.headers["webhook-id"] for r in recovered) == sorted(
+        e["id"] for e in published
+    )  # every delivery exactly once more
+    assert all(d.attempts == before[d.id] + 1 for d in deliveries_of(hook["id"]))
+    assert {d.status for d in deliveries_of(hook["id"])} == {"succeeded"}
+    assert jobs._breakers.closed(hook["id"])
+    logged = [r.getMessage() for r in caplog.records if r.name == "app.deliveries.jobs"]
+    assert sum(f"breaker of {hook['id']} opened" in m for m in logged) == 1, logged
+    assert sum(f"breaker of {hook['id']} closed" in m for m in logged) == 1, logged
+
+
+def test_it_sends_a_resend_while_the_breaker_is_open(
+    api: Api, receiver: Receiver, worker: Flask, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(jobs, "_breakers", Breakers(threshold=3, first=60.0, longest=60.0))
+    receiver.behave("/down", respond(204), respond(500))
+    hook = api.webhook(receiver.url_for("/down"))
+    delivered = api.publish("user.created")
+    drain_in(worker, budget=1.0, idle=0.2)
+    for i in range(5):
+        api.publish("user.created", {"i": i})
+    drain_in(worker, budget=1.0, idle=0.2)
+    assert not jobs._breakers.closed(hook["id"])
+    sent = len(receiver.requests_for("/down"))
+
+    receiver.behave("/down", respond(204))
+    scheduled = api.publish("user.created")  # due now, but the breaker is open
+    assert api.post(f"/v1/events/{delivered['id']}/redeliver").status_code == 202
+    drain_in(worker, budget=1.0, idle=0.2)
+
+    [resent] = receiver.requests_for("/down")[sent:]
+    assert (resent.headers["webhook-id"], resent.headers["herald-attempt"]) == (
+        delivered["id"],
+        "2",
+    )
+    [waiting] = [d for d in deliveries_of(hook["id"]) if d.event_id == scheduled["id"]]
+    assert (waiting.status, waiting.attempts) == ("pending", 0)
+    assert jobs._breakers.closed(hook["id"])  # the resend's success closed it
