@@ -65,6 +65,11 @@ class Breakers:
         breaker = self._breakers.get(endpoint_id)
         return breaker is None or breaker.failures < self.threshold
 
+    def not_closed(self) -> list[str]:
+        """The endpoints whose breaker is open or half-open."""
+        with self._lock:
+            return [ep for ep, b in self._breakers.items() if b.failures >= self.threshold]
+
     def state(self, endpoint_id: str, now: float) -> State:
         breaker = self._breakers.get(endpoint_id)
         if breaker is None or breaker.failures < self.threshold:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Integer, Text, bindparam, cast, func, select, update
+from sqlalchemy import Integer, Text, bindparam, cast, func, or_, select, update
 
 from app.crypto import SecretBox
 from app.deliveries.bulk import Move, finish_deliveries, insert_rows, on_postgres
@@ -31,6 +31,8 @@ DELIVERIES = Delivery.__table__
 ENDPOINTS = Endpoint.__table__
 EVENTS = Event.__table__
 USER_AGENT = f"Herald/{__version__}"
+# Tries an admin asked for (a resend, a test send): no breaker or exclusion holds them back.
+ASKED_FOR = ("manual", "test")
 
 
 @dataclass
@@ -167,8 +169,10 @@ def claim_due(
     per_endpoint: int,
     lease_seconds: float,
     exclude: Iterable[str] = (),
+    only: str | None = None,
 ) -> list[Send]:
-    """Claim up to ``limit`` due deliveries (at most ``per_endpoint`` each) in one statement."""
+    """Claim up to ``limit`` due deliveries (at most ``per_endpoint`` each) in one statement:
+    none of the ``exclude``d endpoints' but tries an admin asked for; ``only`` one endpoint's."""
     now = utcnow()
     lease = now + timedelta(seconds=lease_seconds)
     postgres = on_postgres()
@@ -181,9 +185,10 @@ def claim_due(
         "limit": limit,
         "per_endpoint": per_endpoint,
         "excluded": list(exclude),
+        "only": only,
     }
     sends = []
-    for row in _claimed(_claim_statement(postgres), params, postgres):
+    for row in _claimed(_claim_statement(postgres, only is not None), params, postgres):
         secrets = _secrets_cached(row, box, now)
         sends.append(
             Send(
@@ -206,7 +211,7 @@ def claim_due(
 
 
 @functools.cache
-def _claim_statement(postgres: bool) -> Any:
+def _claim_statement(postgres: bool, one_endpoint: bool) -> Any:
     """The claiming statement, built once: every value in it is a bound parameter.
 
     Building the expression anew cost about as much CPU as running it, once per claim.
@@ -214,8 +219,13 @@ def _claim_statement(postgres: bool) -> Any:
     now = bindparam("now", type_=UTCDateTime())
     conditions = [
         *due_filter(now),
-        DELIVERIES.c.endpoint_id.not_in(bindparam("excluded", expanding=True)),
+        or_(
+            DELIVERIES.c.endpoint_id.not_in(bindparam("excluded", expanding=True)),
+            DELIVERIES.c.trigger.in_(ASKED_FOR),
+        ),
     ]
+    if one_endpoint:
+        conditions.append(DELIVERIES.c.endpoint_id == bindparam("only"))
     window = (
         select(DELIVERIES.c.id, DELIVERIES.c.endpoint_id, DELIVERIES.c.next_attempt_at)
         .where(*conditions)
@@ -380,10 +390,6 @@ def release(sends: Sequence[Send]) -> None:
     db.session.commit()
 
 
-# Tries an admin asked for (a resend, a test send): no breaker holds them back.
-ASKED_FOR = ("manual", "test")
-
-
 def defer(sends: Sequence[Send], until: datetime) -> None:
     """Give claimed deliveries back unsent and due at ``until``: no attempt is counted."""
     by_lease: dict[datetime | None, list[str]] = {}
@@ -415,6 +421,24 @@ def defer_due(endpoint_id: str, until: datetime) -> None:
             DELIVERIES.c.trigger.not_in(ASKED_FOR),
         )
         .values(next_attempt_at=until)
+    )
+    db.session.commit()
+
+
+def resume(endpoint_id: str, upto: datetime) -> None:
+    """Make an endpoint's pending deliveries due before ``upto`` due now: its breaker closed,
+    so what it deferred (and retries it scheduled meanwhile) need not wait any longer."""
+    now = utcnow()
+    db.session.execute(
+        update(DELIVERIES)
+        .where(
+            DELIVERIES.c.endpoint_id == endpoint_id,
+            DELIVERIES.c.status == "pending",
+            DELIVERIES.c.next_attempt_at > now,
+            DELIVERIES.c.next_attempt_at <= upto,
+            DELIVERIES.c.locked_until <= now,
+        )
+        .values(next_attempt_at=now)
     )
     db.session.commit()
 

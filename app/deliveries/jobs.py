@@ -15,11 +15,12 @@ import queue
 import threading
 import time
 from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Flask, current_app
 
-from app.deliveries.breaker import Breakers, Change
+from app.deliveries.breaker import Breakers, Change, State
 from app.deliveries.engine import (
     ASKED_FOR,
     Send,
@@ -31,6 +32,7 @@ from app.deliveries.engine import (
     defer_due,
     record,
     release,
+    resume,
 )
 from app.extensions import db
 from app.logs import log_attempts
@@ -47,6 +49,8 @@ _speed: dict[str, float] = {}
 _failing: dict[str, float] = {}
 # endpoint -> circuit breaker: one that keeps failing is sent nothing for a while (breaker.py)
 _breakers = Breakers()
+# endpoint -> the latest time its breaker deferred deliveries to: brought forward on closing
+_deferred_upto: dict[str, datetime] = {}
 
 PREFETCH = 6  # claim up to this many times an endpoint's cap, so a fast one never waits
 # An endpoint whose moving average response time is under FAST_MS may use FAST_BOOST x the
@@ -60,6 +64,7 @@ FAST_BOOST = 4
 # the cap: its retries are owed anyway, and the threads and CPU it no longer takes keep the
 # healthy endpoints' latency where it was. A few successes in a row earn the cap back.
 FAILING = 0.5
+PUSH_EVERY = 0.5  # seconds between deferring an open breaker's newly due deliveries
 FLUSH_EVERY = 0.02  # seconds a finished attempt may wait to be written with others
 FLUSH_MAX = 500  # attempts written per bulk statement at most
 IDLE_POLL = 0.01  # seconds between claims when nothing was due and no wake-ups can come
@@ -152,15 +157,26 @@ class Drain:
         self.lease = 2 * settings.timeout + 30
         self.budget = budget
         self.idle = idle
-        self.done: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        # Answers from the transport's thread, and None for a wake-up from Redis.
+        self.done: queue.SimpleQueue[Result | None] = queue.SimpleQueue()
         self.ready: dict[str, deque[Send]] = {}
         self.inflight: dict[str, int] = {}
         self.held: dict[str, int] = {}  # ready + in flight, per endpoint
         self.throttled: dict[str, float] = {}  # endpoint -> monotonic time its limit allows more
         self.running = 0
-        self.wake = rt.broker.wake_listener()
-        self.idle_poll = WOKEN_POLL if self.wake else IDLE_POLL
+        # endpoint -> sends held back by its breaker, and when they come due: written after
+        # each dispatch, so the healthy sends claimed with them are not kept waiting
+        self.deferrals: dict[str, tuple[list[Send], datetime]] = {}
+        self.resumes: dict[str, datetime] = {}  # endpoint -> its deferrals' latest time
+        self.pushed: dict[str, float] = {}  # endpoint -> when its backlog was last deferred
         self.woken = False
+        self.stopping = threading.Event()
+        wake = rt.broker.wake_listener()
+        self.idle_poll = WOKEN_POLL if wake else IDLE_POLL
+        if wake is not None:
+            threading.Thread(
+                target=self._relay_wakes, args=(wake,), name="herald-wake", daemon=True
+            ).start()
 
     def run(self, recorder: Recorder) -> None:
         started = time.monotonic()
@@ -170,7 +186,7 @@ class Drain:
             while True:
                 now = time.monotonic()
                 over_budget = now - started > self.budget
-                if now < next_claim and (self.woken or self._heard_wake(0)):
+                if now < next_claim and self.woken:
                     next_claim = now  # something was published: claim it now
                 self.woken = False
                 if (
@@ -193,6 +209,7 @@ class Drain:
                 if over_budget:
                     self._release_blocked()
                 self._dispatch()
+                self._defer_now()
                 # A throttled endpoint still has deliveries due soon: wait for them. So do
                 # attempts not yet written: a failed one may be due again at once.
                 if recorder.backlog:
@@ -213,9 +230,8 @@ class Drain:
             # Whatever stopped the loop, every request already started is still recorded.
             while self.running:
                 self._collect(recorder, 1.0)
-            if self.wake:
-                with contextlib.suppress(Exception):
-                    self.wake.close()
+            self._defer_now()
+            self.stopping.set()
 
     def cap_of(self, endpoint_id: str) -> int:
         """An endpoint's concurrency cap: the configured one, or more for a proven-fast one,
@@ -255,6 +271,9 @@ class Drain:
                 change.failures,
                 change.seconds,
             )
+            upto = _deferred_upto.pop(endpoint_id, None)
+            if upto is not None:
+                self.resumes[endpoint_id] = upto
             return
         log.log(
             logging.INFO if change.kind == "opened" else logging.DEBUG,
@@ -272,29 +291,45 @@ class Drain:
             self.ready[endpoint_id] = deque(s for s in queued if s.trigger in ASKED_FOR)
             for send in held_back:
                 self._drop(send)
+        self._defer_later(endpoint_id, held_back, until)
+
+    def _defer_later(self, endpoint_id: str, sends: list[Send], until: datetime) -> None:
+        earlier, _ = self.deferrals.get(endpoint_id, ([], until))
+        self.deferrals[endpoint_id] = (earlier + sends, until)
+        self.pushed[endpoint_id] = time.monotonic()
+        _deferred_upto[endpoint_id] = max(until, _deferred_upto.get(endpoint_id, until))
+
+    def _defer_now(self) -> None:
+        """Write the breakers' deferrals: the sends held back, and the rest of each such
+        endpoint's due backlog in one statement (left due, it would fill the next claims'
+        windows ahead of every healthy endpoint's new deliveries)."""
+        deferrals, self.deferrals = self.deferrals, {}
+        resumes, self.resumes = self.resumes, {}
         try:
-            defer(held_back, until)
-            defer_due(endpoint_id, until)
+            for endpoint_id, (sends, until) in deferrals.items():
+                defer(sends, until)
+                defer_due(endpoint_id, until)
+            for endpoint_id, upto in resumes.items():
+                resume(endpoint_id, upto)
         except Exception:
-            # Nothing is lost: what stays leased comes due when its lease ends, and claims
-            # defer the rest one by one.
-            log.exception("could not defer the deliveries of %s", endpoint_id)
+            # Nothing is lost: what stays leased comes due when its lease ends, what was
+            # deferred when its time comes, and claims defer the rest.
+            log.exception("could not defer or resume the deliveries of a breaker")
             db.session.rollback()
 
-    def _heard_wake(self, timeout: float) -> bool:
-        """Whether a wake-up came (waiting up to ``timeout``); sleeps instead without Redis."""
-        if self.wake is None:
-            if timeout:
-                time.sleep(timeout)
-            return False
-        heard = False
+    def _relay_wakes(self, wake: Any) -> None:
+        """Pass each wake-up from Redis to the drain's queue, so a publish is heard at once
+        even while the drain waits on answers (a hanging endpoint's, say)."""
         try:
-            while self.wake.get_message(timeout=timeout) is not None:
-                heard, timeout = True, 0
-        except Exception as exc:  # Redis went away: poll the database from now on
+            while not self.stopping.is_set():
+                if wake.get_message(timeout=0.2) is not None:
+                    self.done.put(None)
+        except Exception as exc:  # Redis went away: the drain polls the database instead
             log.warning("lost wake-ups from Redis: %s", exc)
-            self.wake, self.idle_poll = None, IDLE_POLL
-        return heard
+            self.idle_poll = IDLE_POLL
+        finally:
+            with contextlib.suppress(Exception):
+                wake.close()
 
     def _release_blocked(self) -> None:
         """Past the budget, give back claims waiting on a busy endpoint's slots (a hanging
@@ -327,9 +362,14 @@ class Drain:
         # Past the budget, only endpoints with nothing held are served (so ending a job
         # never stalls the fast ones while the slow ones finish).
         # An endpoint keeps up to four times its cap claimed (in flight plus a queue).
-        exclude = {
-            ep for ep, n in self.held.items() if n >= (1 if over_budget else 4 * self.cap_of(ep))
-        } | set(self.throttled)
+        # An endpoint whose breaker is not closed is left out too: its probe is claimed
+        # on its own, so its backlog never fills a claim meant for the healthy ones.
+        breaking = _breakers.not_closed()
+        exclude = (
+            {ep for ep, n in self.held.items() if n >= (1 if over_budget else 4 * self.cap_of(ep))}
+            | set(self.throttled)
+            | set(breaking)
+        )
         claimed = claim_due(
             self.rt.box,
             min(want, self.rt.settings.batch_size),
@@ -337,10 +377,26 @@ class Drain:
             self.lease,
             exclude=exclude,
         )
+        for endpoint_id in breaking:
+            claimed += self._probe(endpoint_id, now)
         for send in self._past_breakers(self._within_rate_limits(claimed, now), now):
             self.ready.setdefault(send.endpoint_id, deque()).append(send)
             self.held[send.endpoint_id] = self.held.get(send.endpoint_id, 0) + 1
         return len(claimed)
+
+    def _probe(self, endpoint_id: str, now: float) -> list[Send]:
+        """Claim one delivery to probe a half-open breaker with; while it is open, push
+        its newly due deliveries out of the due index every PUSH_EVERY seconds."""
+        if _breakers.state(endpoint_id, now) is State.HALF_OPEN:
+            if self.held.get(endpoint_id, 0) or endpoint_id in self.throttled:
+                return []
+            return claim_due(self.rt.box, 1, 1, self.lease, only=endpoint_id)
+        if now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
+            self._defer_later(endpoint_id, [], self._reopens_at(endpoint_id, now))
+        return []
+
+    def _reopens_at(self, endpoint_id: str, now: float) -> datetime:
+        return utcnow() + timedelta(seconds=_breakers.reopens_at(endpoint_id, now) - now)
 
     def _within_rate_limits(self, claimed: list[Send], now: float) -> list[Send]:
         """The claimed sends that their endpoint's rate limit allows now; the rest go back."""
@@ -370,19 +426,16 @@ class Drain:
         deferred: dict[str, list[Send]] = {}
         for send in claimed:
             endpoint_id = send.endpoint_id
-            if (
-                _breakers.closed(endpoint_id)
-                or send.trigger in ASKED_FOR
-                or _breakers.take_probe(endpoint_id, now, self.lease)
-            ):
+            if _breakers.closed(endpoint_id) or send.trigger in ASKED_FOR:
                 allowed.append(send)
+            elif _breakers.take_probe(endpoint_id, now, self.lease):
+                allowed.append(send)
+                # While the probe is out the rest of the backlog waits, out of the due index.
+                deferred.setdefault(endpoint_id, [])
             else:
                 deferred.setdefault(endpoint_id, []).append(send)
-        if deferred:
-            wall = utcnow()
-            for endpoint_id, sends in deferred.items():
-                wait = _breakers.reopens_at(endpoint_id, now) - now
-                defer(sends, wall + timedelta(seconds=wait))
+        for endpoint_id, sends in deferred.items():
+            self._defer_later(endpoint_id, sends, self._reopens_at(endpoint_id, now))
         return allowed
 
     def _dispatch(self) -> None:
@@ -445,21 +498,21 @@ class Drain:
         self.done.put((send, outcome))
 
     def _collect(self, recorder: Recorder, timeout: float) -> int:
-        """Hand finished sends to the recorder, waiting up to ``timeout`` for the first."""
-        if not self.running:
-            if timeout and self._heard_wake(timeout):
-                self.woken = True
-            return 0
+        """Hand finished sends to the recorder, waiting up to ``timeout`` for the first answer
+        or wake-up; returns how many sends finished."""
         try:
             result = self.done.get(timeout=timeout) if timeout else self.done.get_nowait()
         except queue.Empty:
             return 0
         count = 0
         while True:
-            recorder.put(result)
-            self._measured(*result)
-            self._finished(result[0])
-            count += 1
+            if result is None:
+                self.woken = True
+            else:
+                recorder.put(result)
+                self._measured(*result)
+                self._finished(result[0])
+                count += 1
             try:
                 result = self.done.get_nowait()
             except queue.Empty:
