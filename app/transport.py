@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import select
 import socket
 import ssl
 import threading
@@ -232,7 +233,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: _Exchange | None = None
         self.closed = False
-        self.used = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -275,14 +275,12 @@ class _Exchange:
         self.conn: _Connection | None = None
         self.started = time.perf_counter()
         self.finished = False
-        self.retried = False
         loop = owner.loop
         self.timer = loop.call_at(loop.time() + owner.timeout, self.expire)
 
     def send_on(self, conn: _Connection) -> None:
         self.conn = conn
         conn.exchange = self
-        conn.used += 1
         assert conn.transport is not None
         conn.transport.write(self.request)
 
@@ -291,14 +289,6 @@ class _Exchange:
             self.finish()
 
     def ended(self, reset: bool) -> None:
-        conn = self.conn
-        if conn is not None and conn.used > 1 and not self.reader.started and not self.retried:
-            # A kept-alive connection the receiver had just closed: try once on a new one
-            # (what urllib3 and browsers do; the receiver saw nothing of this request).
-            self.retried = True
-            conn.exchange = self.conn = None
-            self.owner.connect(self)
-            return
         self.reader.eof(reset)
         self.finish()
 
@@ -451,8 +441,9 @@ class Transport:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            if not conn.closed and not _dropped(conn):
                 return conn
+            conn.close()
         return None
 
     def check_in(self, conn: _Connection) -> None:
@@ -513,6 +504,17 @@ class Transport:
         if self._ssl is None:
             self._ssl = ssl.create_default_context()
         return self._ssl
+
+
+def _dropped(conn: _Connection) -> bool:
+    """Whether an idle connection has something to read: the receiver closed it (or sent
+    bytes nobody asked for) and the loop has not seen it yet. A request is never sent twice,
+    so a closed connection must be found before sending, not after."""
+    sock = conn.transport.get_extra_info("socket") if conn.transport else None
+    if sock is None:
+        return True
+    readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    return bool(readable)
 
 
 def _ip_literal(host: str) -> IPAddress | None:

@@ -97,17 +97,31 @@ def test_it_keeps_one_connection_alive_for_requests_in_a_row(raw: Callable[..., 
     assert (server.connections, server.requests) == (1, 5)
 
 
-def test_it_sends_again_once_when_a_kept_connection_was_just_closed(
+def test_it_finds_a_kept_connection_closed_before_sending_on_it(
     raw: Callable[..., RawServer],
 ) -> None:
     # The first answer says nothing of closing, then the server hangs up: the second request
-    # finds the kept connection dead and goes out on a new one.
+    # must go out on a new connection, not be lost on the dead one.
     server = raw(lambda n: (NO_CONTENT, n == 1))
     transport = Transport(2, allow=LOOPBACK)
     assert transport.post(server.url, b"{}", {}).http_status == 204
     second = transport.post(server.url, b"{}", {})
     assert (second.http_status, second.error) == (204, None)
     assert (server.connections, server.requests) == (2, 2)
+
+
+def test_a_request_the_receiver_reset_is_not_sent_again(raw: Callable[..., RawServer]) -> None:
+    # Every attempt in the log is one request the receiver saw: a reset on a kept connection
+    # is a failed attempt, never a hidden second request.
+    def answer(n: int) -> tuple[bytes, bool]:
+        return (NO_CONTENT if n == 1 else b"", n > 1)
+
+    server = raw(answer)
+    transport = Transport(2, allow=LOOPBACK)
+    assert transport.post(server.url, b"{}", {}).http_status == 204
+    second = transport.post(server.url, b"{}", {})
+    assert (second.http_status, second.error) == (None, "connection closed without a response")
+    assert (server.connections, server.requests) == (1, 2)
 
 
 def test_it_does_not_keep_a_connection_the_receiver_closes(raw: Callable[..., RawServer]) -> None:

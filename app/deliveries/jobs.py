@@ -325,8 +325,9 @@ class Drain:
                 if wake.get_message(timeout=0.2) is not None:
                     self.done.put(None)
         except Exception as exc:  # Redis went away: the drain polls the database instead
-            log.warning("lost wake-ups from Redis: %s", exc)
-            self.idle_poll = IDLE_POLL
+            if not self.stopping.is_set():
+                log.warning("lost wake-ups from Redis: %s", exc)
+                self.idle_poll = IDLE_POLL
         finally:
             with contextlib.suppress(Exception):
                 wake.close()
