@@ -122,7 +122,7 @@ def run_worker(app: Flask, burst: bool) -> None:
     rq_worker = _FreshSessionWorker([broker.queue(connection)], connection=connection)
     # Everything made so far (Flask, SQLAlchemy, the app) lives as long as the process. Left
     # to the collector, each full collection walked all of it: 100-160 ms pauses of every
-    # sending thread, which made a busy worker's p99 latency. Frozen, they are skipped.
+    # thread, which made a busy worker's p99 latency. Frozen, they are skipped.
     gc.collect()
     gc.freeze()
     try:

@@ -36,7 +36,8 @@ class Runtime:
     def transport(self) -> Transport:
         return Transport(
             self.settings.timeout,
-            # Fast endpoints may use most sending threads at once (jobs.py): one connection each.
+            # A fast endpoint may have most of the worker's requests in flight (jobs.py): one
+            # kept-alive connection each.
             pool_size=self.settings.worker_threads,
             allow=self.settings.allow_networks,
         )

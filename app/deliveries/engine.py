@@ -137,7 +137,7 @@ def build_headers(send: Send, timestamp: int) -> dict[str, str]:
 
 
 def attempt(transport: Transport, send: Send) -> tuple[Send, Outcome]:
-    """Sign and POST once (safe to run in a sending thread: touches no database)."""
+    """Sign and POST once, waiting for the answer (a test send from the dashboard)."""
     send.headers = build_headers(send, int(time.time()))
     return send, transport.post(send.url, send.payload, send.headers)
 

@@ -54,14 +54,14 @@ _deferred_upto: dict[str, datetime] = {}
 
 PREFETCH = 6  # claim up to this many times an endpoint's cap, so a fast one never waits
 # An endpoint whose moving average response time is under FAST_MS may use FAST_BOOST x the
-# cap (at most 3/4 of the threads): on a busy CPU a fast receiver needs many requests in
-# flight, since each one's time is mostly waiting for the GIL. A new, slow or hanging one
-# never gets more than the cap; a fast one that starts hanging can hold 3/4 of the threads
-# for one timeout, after which its average marks it slow.
+# cap (at most 3/4 of the worker's requests in flight): on a busy CPU a fast receiver needs
+# many requests in flight to stay busy while the worker claims and records. A new, slow or
+# hanging one never gets more than the cap; a fast one that starts hanging can hold 3/4 of
+# the slots for one timeout, after which its average marks it slow (or its breaker opens).
 FAST_MS = 250.0
 FAST_BOOST = 4
 # An endpoint whose recent attempts mostly fail (an error answer or none) gets a quarter of
-# the cap: its retries are owed anyway, and the threads and CPU it no longer takes keep the
+# the cap: its retries are owed anyway, and the slots and CPU it no longer takes keep the
 # healthy endpoints' latency where it was. A few successes in a row earn the cap back.
 FAILING = 0.5
 PUSH_EVERY = 0.5  # seconds between deferring an open breaker's newly due deliveries
@@ -148,9 +148,9 @@ class Drain:
     def __init__(self, rt: Runtime, budget: float, idle: float) -> None:
         self.rt = rt
         settings = rt.settings
-        self.threads = settings.worker_threads
+        self.slots = settings.worker_threads  # requests in flight at once
         self.cap = settings.endpoint_concurrency
-        self.fast_cap = max(self.cap, min(FAST_BOOST * self.cap, 3 * self.threads // 4))
+        self.fast_cap = max(self.cap, min(FAST_BOOST * self.cap, 3 * self.slots // 4))
         self.timeout = settings.timeout
         self.speed = _speed
         self.failing = _failing
@@ -191,7 +191,7 @@ class Drain:
                 self.woken = False
                 if (
                     now >= next_claim
-                    and self.backlog < self.threads
+                    and self.backlog < self.slots
                     and recorder.backlog < 4 * FLUSH_MAX
                 ):
                     try:
@@ -220,7 +220,7 @@ class Drain:
                 if not self.held:
                     timeout = max(self.idle_poll, min(self.throttled.values(), default=0) - now)
                     timeout = min(timeout, 0.1)
-                elif self.backlog < self.threads:
+                elif self.backlog < self.slots:
                     timeout = max(0.0, next_claim - time.monotonic())
                 else:
                     timeout = 0.05  # buffer full: wake on the first finished send
@@ -356,7 +356,7 @@ class Drain:
 
     def _claim(self, now: float, over_budget: bool) -> int:
         """Top up the claimed sends; returns how many were claimed."""
-        want = 2 * self.threads - self.backlog
+        want = 2 * self.slots - self.backlog
         for endpoint_id, until in list(self.throttled.items()):
             if until <= now:
                 del self.throttled[endpoint_id]
@@ -440,9 +440,9 @@ class Drain:
         return allowed
 
     def _dispatch(self) -> None:
-        """Start sends while threads are free, at most an endpoint's cap at once each.
+        """Start sends while slots are free, at most an endpoint's cap at once each.
 
-        Round-robin, one send per endpoint per pass, so when threads are short every
+        Round-robin, one send per endpoint per pass, so when slots are short every
         endpoint with work gets its turn rather than the first ones taking them all.
         """
         # A claim that waited behind a slow endpoint's slots too long to finish within its
@@ -456,10 +456,10 @@ class Drain:
             (ep for ep, q in self.ready.items() if q),
             key=lambda ep: self.failing.get(ep, 0.0) >= FAILING,
         )
-        while open_eps and self.running < self.threads:
+        while open_eps and self.running < self.slots:
             still_open = []
             for endpoint_id in open_eps:
-                if self.running >= self.threads:
+                if self.running >= self.slots:
                     break
                 queued = self.ready[endpoint_id]
                 flying = self.inflight.get(endpoint_id, 0)
