@@ -49,10 +49,11 @@ def _throughput(ax: Any, payload: dict[str, Any]) -> None:
 def _latency(ax: Any, payload: dict[str, Any]) -> None:
     rows = payload["steady"]
     keys = ["p50", "p95", "p99"]
-    width = 0.35
+    width = 0.8 / max(len(rows), 1)
     for n, row in enumerate(rows):
         values = [row["latency_ms"].get(k, 0) for k in keys]
-        ax.bar([i + (n - 0.5) * width for i in range(3)], values, width, label=row["label"])
+        offset = (n - (len(rows) - 1) / 2) * width
+        ax.bar([i + offset for i in range(3)], values, width, label=row["label"])
     ax.axhline(250, color="red", linestyle="--", linewidth=1, label="p99 target 250 ms")
     ax.set_xticks(range(3), keys)
     ax.set_ylabel("publish to arrival, ms")

@@ -192,6 +192,14 @@ def report(p: dict[str, Any]) -> str:
             f"{iso['delivered_per_s']:.0f}/s vs {base['delivered_per_s']:.0f}/s: "
             f"{-drop * 100:+.0f} % (target no more than -20 %)",
         ]
+        control = steady.get("control")
+        if control:
+            c99 = control["latency_ms"].get("p99", 0)
+            vs = iso["latency_ms"].get("p99", 0) / max(c99, 1e-9) - 1
+            lines.append(
+                f"  [info] control, the same fan-out with both extra webhooks answering 204: "
+                f"p99 {c99} ms; the misbehaving pair against it: {vs * 100:+.0f} %"
+            )
     lines += ["", "4. ingest (gunicorn -w 2 gthread 4)"]
     for i in p["ingest"]:
         lines.append(
@@ -340,15 +348,16 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 herald.delete_webhook(webhook["id"])
         if part("steady"):
-            steady = run_steady(bench, args.rate, args.steady_seconds, 10, misbehave=False)
+            steady = run_steady(bench, args.rate, args.steady_seconds, 10)
             payload["steady"].append(asdict(steady))
         if part("ingest"):
             for batch in (1, 100):
                 result_i = run_ingest(bench, batch, clients=8, seconds=3 if args.quick else 10)
                 payload["ingest"].append(asdict(result_i))
         if part("isolation"):
-            iso = run_steady(bench, args.rate, args.steady_seconds, 10, misbehave=True)
-            payload["steady"].append(asdict(iso))
+            for extras in ("healthy", "misbehaving"):
+                iso = run_steady(bench, args.rate, args.steady_seconds, 10, extras)
+                payload["steady"].append(asdict(iso))
         if part("scale"):
             size = max(1000, args.deliveries // 2)
             for count in args.scale_workers:
@@ -356,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 tp = run_throughput(bench, 10, size, args.batch)
                 payload["scale"]["throughput"].append(asdict(tp))
                 seconds = max(3.0, args.steady_seconds / 2)
-                st = run_steady(bench, args.rate, seconds, 10, misbehave=False)
+                st = run_steady(bench, args.rate, seconds, 10)
                 payload["scale"]["steady"].append(asdict(st))
             if stack.postgres:
                 bench.stack.stop_workers()

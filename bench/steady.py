@@ -5,7 +5,9 @@ over ``webhooks`` event types with one webhook subscribed to each (so ``rate`` d
 second in all). Latency is the receiver's arrival time minus the event's ``created_at``.
 
 For isolation the same load runs again with two more webhooks subscribed to every type: one
-whose requests all hang until Herald's timeout, one that answers 500 to everything.
+whose requests all hang until Herald's timeout, one that answers 500 to everything. That
+triples the deliveries each event makes, so a control run has the same two extra webhooks
+answering 204: isolation proper is the misbehaving run against the control.
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ def steady_types(webhooks: int) -> list[str]:
     return [f"bench.steady.{i}" for i in range(webhooks)]
 
 
-def run_steady(bench: Bench, rate: float, seconds: float, webhooks: int, misbehave: bool) -> Steady:
-    label = "isolation" if misbehave else "steady"
+def run_steady(
+    bench: Bench, rate: float, seconds: float, webhooks: int, extras: str | None = None
+) -> Steady:
+    """The steady load; ``extras`` adds two webhooks on every type, "misbehaving" or "healthy"."""
+    label = {None: "steady", "misbehaving": "isolation", "healthy": "control"}[extras]
     result = Steady(label, len(bench.worker_pids), rate, seconds)
     types = steady_types(webhooks)
     tag = f"{label}{len(bench.worker_pids)}"
@@ -55,12 +60,17 @@ def run_steady(bench: Bench, rate: float, seconds: float, webhooks: int, misbeha
     ]
     extra: list[str] = []
     hole: BlackHole | None = None
-    if misbehave:
+    if extras == "misbehaving":
         hole = BlackHole()
         hang = bench.herald.create_webhook(f"http://127.0.0.1:{hole.port}/hang", types)
         fail = bench.herald.create_webhook(f"{bench.stack.receiver_url}/fail/{tag}", types)
         extra = [hang["id"], fail["id"]]
         result.misbehaving = ["hangs until the timeout", "answers 500"]
+    elif extras == "healthy":
+        extra = [
+            bench.herald.create_webhook(f"{bench.stack.receiver_url}/extra/{n}/{tag}", types)["id"]
+            for n in range(2)
+        ]
     ids = [w["id"] for w in healthy]
     try:
         bench.receiver.reset()

@@ -539,8 +539,12 @@ def _average(averages: dict[str, float], key: str, value: float) -> None:
     averages[key] = value if before is None else 0.8 * before + 0.2 * value
 
 
-def drain(budget: float = 30.0, idle: float = 0.5) -> int:
-    """Deliver what is due until idle or out of budget; returns the number of attempts made."""
+def drain(budget: float = 300.0, idle: float = 0.5) -> int:
+    """Deliver what is due until idle or out of budget; returns the number of attempts made.
+
+    The budget ends a busy job well inside RQ's job timeout (600 s). Each handover to the
+    next job pauses this worker's sending for tens of milliseconds, so it is rare.
+    """
     rt = runtime()
     rt.broker.drain_started()
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
