@@ -20,7 +20,7 @@ from app.extensions import db
 from app.models import EPOCH, Attempt, Delivery, utcnow
 from app.runtime import runtime
 from tests.conftest import Api, make_app
-from tests.receiver import Receiver, respond
+from tests.receiver import Receiver, hang, respond
 
 EP = "wh_1"
 
@@ -287,3 +287,39 @@ def test_it_sends_a_resend_while_the_breaker_is_open(
     assert scheduled["id"] in {r.headers["webhook-id"] for r in after}
     [waited] = [d for d in deliveries_of(hook["id"]) if d.event_id == scheduled["id"]]
     assert (waited.status, waited.attempts) == ("succeeded", 1)
+
+
+def test_a_stalled_endpoints_backlog_leaves_the_due_index_and_still_goes_out_once(
+    env: dict[str, str], api: Api, receiver: Receiver, monkeypatch: Any
+) -> None:
+    # One slot per endpoint: four claimed fill it. The receiver holds the first answer for
+    # over a second, so the endpoint stalls with its backlog due behind it.
+    api.event_type("user.created")
+    app = make_app(
+        env, HERALD_ENDPOINT_CONCURRENCY="1", HERALD_RETRY_SCHEDULE="60", HERALD_TIMEOUT="5"
+    )
+    monkeypatch.setattr(jobs, "PUSH_EVERY", 0.2)
+    pushed: list[str] = []
+    real_defer_due = jobs.defer_due
+
+    def spy(endpoint_id: str, until: Any, **options: Any) -> None:
+        pushed.append(endpoint_id)
+        real_defer_due(endpoint_id, until, **options)
+
+    monkeypatch.setattr(jobs, "defer_due", spy)
+    receiver.behave("/slow", hang(1.2), respond(204))
+    hook = api.webhook(receiver.url_for("/slow"))
+    published = [api.publish("user.created", {"n": n})["id"] for n in range(12)]
+    try:
+        drain_in(app, budget=10.0, idle=0.5)
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+    # Deferred while stalled (for up to the 5 s timeout), brought forward by the first
+    # answer: the 0.5 s idle drain would otherwise have ended with them still waiting.
+    assert hook["id"] in pushed
+    assert hook["id"] not in jobs._breakers.not_closed()  # no failure, no breaker
+    seen = [r.headers["webhook-id"] for r in receiver.requests_for("/slow")]
+    assert sorted(seen) == sorted(published)  # every one, exactly once
+    assert {d.status for d in deliveries_of(hook["id"])} == {"succeeded"}

@@ -446,16 +446,19 @@ def defer(sends: Sequence[Send], until: datetime) -> None:
         db.session.commit()
 
 
-def defer_due(endpoint_id: str, until: datetime) -> None:
+def defer_due(endpoint_id: str, until: datetime, due_only: bool = False) -> None:
     """Move an endpoint's pending deliveries due before ``until`` (and not leased) to it,
-    so claims stop meeting them in the due index while its breaker is open."""
+    so claims stop meeting them in the due index while its breaker is open; ``due_only``:
+    only those due now (the rest were deferred already and need not be written again)."""
     now = utcnow()
     db.session.execute(
         update(DELIVERIES)
         .where(
             DELIVERIES.c.endpoint_id == endpoint_id,
             DELIVERIES.c.status == "pending",
-            DELIVERIES.c.next_attempt_at < until,
+            DELIVERIES.c.next_attempt_at <= now
+            if due_only
+            else DELIVERIES.c.next_attempt_at < until,
             DELIVERIES.c.locked_until <= now,
             DELIVERIES.c.trigger.not_in(ASKED_FOR),
         )

@@ -65,6 +65,9 @@ FAST_BOOST = 4
 # healthy endpoints' latency where it was. A few successes in a row earn the cap back.
 FAILING = 0.5
 PUSH_EVERY = 0.5  # seconds between deferring an open breaker's newly due deliveries
+# Signed sends go to the event loop in handfuls: it starts sending the first while this
+# thread signs the rest (a batch of 90 waited for all 90 signatures).
+HANDOFF = 8
 FLUSH_EVERY = 0.02  # seconds a finished attempt may wait to be written with others
 FLUSH_MAX = 500  # attempts written per bulk statement at most
 IDLE_POLL = 0.01  # seconds between claims when nothing was due and no wake-ups can come
@@ -169,6 +172,11 @@ class Drain:
         self.deferrals: dict[str, tuple[list[Send], datetime]] = {}
         self.resumes: dict[str, datetime] = {}  # endpoint -> its deferrals' latest time
         self.pushed: dict[str, float] = {}  # endpoint -> when its backlog was last deferred
+        # endpoint -> its last answer, or when its first send in flight went out
+        self.answered: dict[str, float] = {}
+        # stalled endpoint -> how far its newly due deliveries were deferred: brought
+        # forward at its next answer
+        self.stalled: dict[str, datetime] = {}
         self.woken = False
         self.stopping = threading.Event()
         wake = rt.broker.wake_listener()
@@ -293,11 +301,16 @@ class Drain:
                 self._drop(send)
         self._defer_later(endpoint_id, held_back, until)
 
-    def _defer_later(self, endpoint_id: str, sends: list[Send], until: datetime) -> None:
+    def _defer_later(
+        self, endpoint_id: str, sends: list[Send], until: datetime, remember: bool = True
+    ) -> None:
+        """Defer ``sends`` and the endpoint's due backlog to ``until`` after the dispatch;
+        ``remember`` it for a breaker to bring forward when it closes."""
         earlier, _ = self.deferrals.get(endpoint_id, ([], until))
         self.deferrals[endpoint_id] = (earlier + sends, until)
         self.pushed[endpoint_id] = time.monotonic()
-        _deferred_upto[endpoint_id] = max(until, _deferred_upto.get(endpoint_id, until))
+        if remember:
+            _deferred_upto[endpoint_id] = max(until, _deferred_upto.get(endpoint_id, until))
 
     def _defer_now(self) -> None:
         """Write the breakers' deferrals: the sends held back, and the rest of each such
@@ -308,7 +321,7 @@ class Drain:
         try:
             for endpoint_id, (sends, until) in deferrals.items():
                 defer(sends, until)
-                defer_due(endpoint_id, until)
+                defer_due(endpoint_id, until, due_only=endpoint_id in self.stalled)
             for endpoint_id, upto in resumes.items():
                 resume(endpoint_id, upto)
         except Exception:
@@ -366,11 +379,12 @@ class Drain:
         # An endpoint whose breaker is not closed is left out too: its probe is claimed
         # on its own, so its backlog never fills a claim meant for the healthy ones.
         breaking = _breakers.not_closed()
-        exclude = (
-            {ep for ep, n in self.held.items() if n >= (1 if over_budget else 4 * self.cap_of(ep))}
-            | set(self.throttled)
-            | set(breaking)
-        )
+        full = {
+            ep for ep, n in self.held.items() if n >= (1 if over_budget else 4 * self.cap_of(ep))
+        }
+        exclude = full | set(self.throttled) | set(breaking)
+        if not over_budget:
+            self._push_stalled(full - set(breaking), now)
         claimed = claim_due(
             self.rt.box,
             min(want, self.rt.settings.batch_size),
@@ -395,6 +409,19 @@ class Drain:
         if now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
             self._defer_later(endpoint_id, [], self._reopens_at(endpoint_id, now))
         return []
+
+    def _push_stalled(self, full: set[str], now: float) -> None:
+        """Defer what comes due for endpoints whose slots and queue are full and that have
+        not answered for PUSH_EVERY seconds, until their next answer (or one timeout): this
+        worker cannot send it sooner, and left due it is read past by every claim (a hanging
+        endpoint's backlog grows by its whole share of the traffic until its breaker opens,
+        a timeout later). Only newly due rows are written each time."""
+        for endpoint_id in full:
+            stalled = now - self.answered.get(endpoint_id, now) >= PUSH_EVERY
+            if stalled and now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
+                until = utcnow() + timedelta(seconds=self.timeout)
+                self.stalled[endpoint_id] = until
+                self._defer_later(endpoint_id, [], until, remember=False)
 
     def _reopens_at(self, endpoint_id: str, now: float) -> datetime:
         return utcnow() + timedelta(seconds=_breakers.reopens_at(endpoint_id, now) - now)
@@ -470,9 +497,14 @@ class Drain:
                     stale.append(send)
                     self._drop(send)
                 else:
+                    if not flying:
+                        self.answered[endpoint_id] = time.monotonic()
                     self.inflight[endpoint_id] = flying + 1
                     self.running += 1
                     self._sign(send, timestamp, batch)
+                    if len(batch) >= HANDOFF:
+                        self.rt.transport.start(batch, self._answered)
+                        batch = []
                 still_open.append(endpoint_id)
             open_eps = still_open
         if batch:
@@ -523,8 +555,13 @@ class Drain:
         self.running -= 1
         endpoint_id = send.endpoint_id
         self.inflight[endpoint_id] -= 1
-        if not self.inflight[endpoint_id]:
+        if endpoint_id in self.stalled:
+            self.resumes[endpoint_id] = self.stalled.pop(endpoint_id)
+        if self.inflight[endpoint_id]:
+            self.answered[endpoint_id] = time.monotonic()
+        else:
             del self.inflight[endpoint_id]
+            del self.answered[endpoint_id]
         self._drop(send)
 
     def _drop(self, send: Send) -> None:
