@@ -23,9 +23,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.http1 import INVALID, RESPONSE_CAP, ResponseReader, header
+from app.http1 import INVALID, ResponseReader, header
 
-__all__ = ["RESPONSE_CAP", "Outcome", "Transport", "is_forbidden", "literal_address"]
+__all__ = ["Outcome", "Transport", "is_forbidden", "literal_address"]
 log = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -518,10 +518,12 @@ def _dropped(conn: _Connection) -> bool:
 
 
 def _ip_literal(host: str) -> IPAddress | None:
+    """The address of a host written as a plain IP literal. Not ``literal_address``: odd
+    spellings go through the resolver, as they always did, and come out checked."""
     try:
         return ipaddress.ip_address(host)
     except ValueError:
-        return None  # a name, or an odd spelling the resolver will read
+        return None
 
 
 def _text(value: str) -> str:

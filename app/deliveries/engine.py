@@ -454,12 +454,10 @@ def defer_due(endpoint_id: str, until: datetime, due_only: bool = False) -> None
     db.session.execute(
         update(DELIVERIES)
         .where(
-            DELIVERIES.c.endpoint_id == endpoint_id,
-            DELIVERIES.c.status == "pending",
+            *_waiting_for(endpoint_id, now),
             DELIVERIES.c.next_attempt_at <= now
             if due_only
             else DELIVERIES.c.next_attempt_at < until,
-            DELIVERIES.c.locked_until <= now,
             DELIVERIES.c.trigger.not_in(ASKED_FOR),
         )
         .values(next_attempt_at=until)
@@ -474,15 +472,22 @@ def resume(endpoint_id: str, upto: datetime) -> None:
     db.session.execute(
         update(DELIVERIES)
         .where(
-            DELIVERIES.c.endpoint_id == endpoint_id,
-            DELIVERIES.c.status == "pending",
+            *_waiting_for(endpoint_id, now),
             DELIVERIES.c.next_attempt_at > now,
             DELIVERIES.c.next_attempt_at <= upto,
-            DELIVERIES.c.locked_until <= now,
         )
         .values(next_attempt_at=now)
     )
     db.session.commit()
+
+
+def _waiting_for(endpoint_id: str, now: datetime) -> list[Any]:
+    """An endpoint's pending deliveries that no worker holds: the ones a breaker may move."""
+    return [
+        DELIVERIES.c.endpoint_id == endpoint_id,
+        DELIVERIES.c.status == "pending",
+        DELIVERIES.c.locked_until <= now,
+    ]
 
 
 def _failure_reason(outcome: Outcome) -> str:

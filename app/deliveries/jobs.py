@@ -291,8 +291,7 @@ class Drain:
             change.failures,
             change.seconds,
         )
-        now = time.monotonic()
-        until = utcnow() + timedelta(seconds=_breakers.reopens_at(endpoint_id, now) - now)
+        until = self._reopens_at(endpoint_id, time.monotonic())
         queued = self.ready.get(endpoint_id, deque())
         held_back = [s for s in queued if s.trigger not in ASKED_FOR]
         if held_back:
