@@ -152,7 +152,7 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
 
     __table_args__ = (
         Index("ix_deliveries_due", "status", "next_attempt_at"),
-        Index("ix_deliveries_endpoint_status", "endpoint_id", "status"),
+        Index("ix_deliveries_endpoint_due", "endpoint_id", "status", "next_attempt_at"),
         Index("ix_deliveries_event", "event_id"),
         # Room in each page keeps a claim's update of locked_until a HOT update (0003).
         {"postgresql_with": {"fillfactor": 70}},

@@ -12,8 +12,10 @@ answering 204: isolation proper is the misbehaving run against the control.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.api import Watchdog
 from bench.db import wait_succeeded
@@ -115,6 +117,8 @@ def run_steady(
         result.published_per_s = round(result.events / load_seconds, 1)
         result.delivered_per_s = round(len(arrivals) / max(last - started, 1e-9), 1)
         result.latency_ms = percentiles(latencies_ms(arrivals, created))
+        if os.environ.get("HERALD_BENCH_KEEP"):
+            _write_timeline(bench.stack.tmp / f"timeline-{tag}.tsv", arrivals, created, started)
         result.cpu_seconds = cpu.used
         result.machine_busy_pct = cpu.machine_busy_pct
     finally:
@@ -123,3 +127,16 @@ def run_steady(
         if hole:
             hole.close()
     return result
+
+
+def _write_timeline(
+    path: Path, arrivals: dict[str, float], created: dict[str, float], t0: float
+) -> None:
+    """For a kept run: each delivery's creation (s into the window), latency (ms) and path."""
+    rows = []
+    for key, arrived in arrivals.items():
+        uri, event_id = key.split(" ", 1)
+        if event_id in created:
+            made = created[event_id]
+            rows.append(f"{made - t0:.3f}\t{(arrived - made) * 1000:.1f}\t{uri}\n")
+    path.write_text("".join(sorted(rows)))

@@ -95,6 +95,16 @@ def test_it_doubles_the_opening_on_each_failed_probe_up_to_the_longest() -> None
     assert opened == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
 
 
+def test_it_holds_the_backlog_longer_the_longer_it_has_been_open() -> None:
+    breakers = Breakers(threshold=3, first=1.0, longest=60.0)
+    assert breakers.holds_until(EP, 5.0) == 5.0  # closed: nothing to hold
+    failed(breakers, 3, now=0.0)
+
+    assert breakers.holds_until(EP, 0.5) == 60.5  # at least the longest opening
+    assert breakers.holds_until(EP, 200.0) == 400.0  # as long again as it has been open
+    assert breakers.holds_until(EP, 10_000.0) == 13_600.0  # at most an hour
+
+
 def test_it_does_not_reopen_for_failures_sent_before_it_opened() -> None:
     breakers = Breakers(threshold=3, first=1.0)
     failed(breakers, 3, now=0.0)
@@ -145,7 +155,7 @@ def test_it_defers_claimed_deliveries_whose_lease_it_still_holds(api: Api) -> No
     assert attempt_count(sends[0].endpoint_id) == 0
 
 
-def test_it_pushes_only_the_endpoints_due_unleased_scheduled_deliveries(api: Api) -> None:
+def test_it_pushes_only_the_endpoints_unleased_scheduled_deliveries_due_now(api: Api) -> None:
     api.event_type("user.created")
     hook = api.webhook("http://127.0.0.1:9/a")["id"]
     other = api.webhook("http://127.0.0.1:9/b")["id"]
@@ -170,11 +180,27 @@ def test_it_pushes_only_the_endpoints_due_unleased_scheduled_deliveries(api: Api
     defer_due(hook, until)
 
     db.session.expire_all()
-    assert {name for name, row in rows.items() if row.next_attempt_at == until} == {
-        "due",
-        "retry",
-    }
-    assert rows["retry"].attempts == 2
+    # A retry not yet due is left where it is: it is pushed when it comes due.
+    assert {name for name, row in rows.items() if row.next_attempt_at == until} == {"due"}
+    assert rows["retry"].next_attempt_at == now + timedelta(seconds=5)
+
+
+def test_a_probe_claims_a_held_delivery_before_it_comes_due(api: Api) -> None:
+    api.event_type("user.created")
+    hook = api.webhook("http://127.0.0.1:9/a")["id"]
+    event = api.publish("user.created")["id"]
+    db.session.execute(Delivery.__table__.delete())
+    now = utcnow()
+    held = Delivery(endpoint_id=hook, event_id=event, next_attempt_at=now + timedelta(seconds=30))
+    later = Delivery(endpoint_id=hook, event_id=event, next_attempt_at=now + timedelta(minutes=5))
+    db.session.add_all([held, later])
+    db.session.commit()
+    box = runtime().box
+
+    assert claim_due(box, 1, 1, 60, only=hook) == []  # nothing due now
+    probe = claim_due(box, 5, 5, 60, only=hook, due_by=now + timedelta(seconds=60))
+
+    assert [s.delivery_id for s in probe] == [held.id]  # held back, not scheduled later
 
 
 # With a real drain and receiver.

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 from werkzeug.security import check_password_hash
 
 from app.extensions import db
@@ -39,6 +41,13 @@ def test_it_creates_the_schema_with_db_upgrade(tmp_path: Path, env: dict[str, st
     with sqlite3.connect(tmp_path / "fresh.db") as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"endpoints", "events", "deliveries", "attempts", "api_keys", "users"} <= tables
+    # The migrations build the schema the models declare: no table, column or index differs.
+    engine = create_engine(fresh["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+    finally:
+        engine.dispose()
 
 
 def test_it_creates_an_api_key_whose_last_line_is_the_key(runner: Any, client: FlaskClient) -> None:

@@ -152,9 +152,9 @@ def attempt(transport: Transport, send: Send) -> tuple[Send, Outcome]:
     return send, transport.post(send.url, send.payload, send.headers)
 
 
-def due_filter(now: Any) -> list[Any]:
-    """Deliveries owed at ``now`` (a datetime or a bound parameter): pending, due, not
-    leased, to a live active endpoint."""
+def due_filter(now: Any, due_by: Any = None) -> list[Any]:
+    """Deliveries owed at ``now`` (a datetime or a bound parameter): pending, due (by
+    ``due_by`` if given), not leased, to a live active endpoint."""
     # A correlated EXISTS, one primary-key probe per candidate: as IN (or a plain EXISTS)
     # PostgreSQL made it a join, then read and sorted the whole due backlog (23 ms at 30,000
     # due) instead of reading the due index in order until the claim was full. OFFSET 0
@@ -170,7 +170,7 @@ def due_filter(now: Any) -> list[Any]:
     )
     return [
         DELIVERIES.c.status == "pending",
-        DELIVERIES.c.next_attempt_at <= now,
+        DELIVERIES.c.next_attempt_at <= (now if due_by is None else due_by),
         DELIVERIES.c.locked_until <= now,
         live.exists(),
     ]
@@ -190,9 +190,11 @@ def claim_due(
     lease_seconds: float,
     exclude: Iterable[str] = (),
     only: str | None = None,
+    due_by: datetime | None = None,
 ) -> list[Send]:
     """Claim up to ``limit`` due deliveries (at most ``per_endpoint`` each) in one statement:
-    none of the ``exclude``d endpoints' but tries an admin asked for; ``only`` one endpoint's."""
+    none of the ``exclude``d endpoints' but tries an admin asked for; ``only`` one endpoint's,
+    counting as due what is due by ``due_by`` too (a breaker's probe takes a held one)."""
     now = utcnow()
     lease = now + timedelta(seconds=lease_seconds)
     postgres = on_postgres()
@@ -206,6 +208,7 @@ def claim_due(
         "per_endpoint": per_endpoint,
         "excluded": list(exclude),
         "only": only,
+        "due_by": max(now, due_by or now),
     }
     sends = []
     for row in _claimed(_claim_statement(postgres, only is not None), params, postgres):
@@ -237,8 +240,9 @@ def _claim_statement(postgres: bool, one_endpoint: bool) -> Any:
     Building the expression anew cost about as much CPU as running it, once per claim.
     """
     now = bindparam("now", type_=UTCDateTime())
+    due_by = bindparam("due_by", type_=UTCDateTime()) if one_endpoint else None
     conditions = [
-        *due_filter(now),
+        *due_filter(now, due_by),
         or_(
             DELIVERIES.c.endpoint_id.not_in(bindparam("excluded", expanding=True)),
             DELIVERIES.c.trigger.in_(ASKED_FOR),
@@ -446,18 +450,17 @@ def defer(sends: Sequence[Send], until: datetime) -> None:
         db.session.commit()
 
 
-def defer_due(endpoint_id: str, until: datetime, due_only: bool = False) -> None:
-    """Move an endpoint's pending deliveries due before ``until`` (and not leased) to it,
-    so claims stop meeting them in the due index while its breaker is open; ``due_only``:
-    only those due now (the rest were deferred already and need not be written again)."""
+def defer_due(endpoint_id: str, until: datetime) -> None:
+    """Move an endpoint's pending deliveries due now (and not leased) to ``until``, so
+    claims stop meeting them in the due index while it cannot be sent to. Only what came
+    due is written: the rest waits already, and rewriting a long backlog each time took
+    tens of milliseconds."""
     now = utcnow()
     db.session.execute(
         update(DELIVERIES)
         .where(
             *_waiting_for(endpoint_id, now),
-            DELIVERIES.c.next_attempt_at <= now
-            if due_only
-            else DELIVERIES.c.next_attempt_at < until,
+            DELIVERIES.c.next_attempt_at <= now,
             DELIVERIES.c.trigger.not_in(ASKED_FOR),
         )
         .values(next_attempt_at=until)

@@ -271,7 +271,7 @@ class Drain:
 
     def _breaker_changed(self, endpoint_id: str, change: Change) -> None:
         """Log it; on opening, hold back what this job claimed for the endpoint and push its
-        due deliveries to the end of the opening, so claims stop meeting them."""
+        due deliveries out (``Breakers.holds_until``), so claims stop meeting them."""
         if change.kind == "closed":
             log.info(
                 "breaker of %s closed after %d consecutive failures, open for %.1f s",
@@ -291,7 +291,7 @@ class Drain:
             change.failures,
             change.seconds,
         )
-        until = self._reopens_at(endpoint_id, time.monotonic())
+        until = self._held_until(endpoint_id, time.monotonic())
         queued = self.ready.get(endpoint_id, deque())
         held_back = [s for s in queued if s.trigger not in ASKED_FOR]
         if held_back:
@@ -320,7 +320,7 @@ class Drain:
         try:
             for endpoint_id, (sends, until) in deferrals.items():
                 defer(sends, until)
-                defer_due(endpoint_id, until, due_only=endpoint_id in self.stalled)
+                defer_due(endpoint_id, until)
             for endpoint_id, upto in resumes.items():
                 resume(endpoint_id, upto)
         except Exception:
@@ -404,9 +404,10 @@ class Drain:
         if _breakers.state(endpoint_id, now) is State.HALF_OPEN:
             if self.held.get(endpoint_id, 0) or endpoint_id in self.throttled:
                 return []
-            return claim_due(self.rt.box, 1, 1, self.lease, only=endpoint_id)
+            held = _deferred_upto.get(endpoint_id)
+            return claim_due(self.rt.box, 1, 1, self.lease, only=endpoint_id, due_by=held)
         if now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
-            self._defer_later(endpoint_id, [], self._reopens_at(endpoint_id, now))
+            self._defer_later(endpoint_id, [], self._held_until(endpoint_id, now))
         return []
 
     def _push_stalled(self, full: set[str], now: float) -> None:
@@ -422,8 +423,8 @@ class Drain:
                 self.stalled[endpoint_id] = until
                 self._defer_later(endpoint_id, [], until, remember=False)
 
-    def _reopens_at(self, endpoint_id: str, now: float) -> datetime:
-        return utcnow() + timedelta(seconds=_breakers.reopens_at(endpoint_id, now) - now)
+    def _held_until(self, endpoint_id: str, now: float) -> datetime:
+        return utcnow() + timedelta(seconds=_breakers.holds_until(endpoint_id, now) - now)
 
     def _within_rate_limits(self, claimed: list[Send], now: float) -> list[Send]:
         """The claimed sends that their endpoint's rate limit allows now; the rest go back."""
@@ -462,7 +463,7 @@ class Drain:
             else:
                 deferred.setdefault(endpoint_id, []).append(send)
         for endpoint_id, sends in deferred.items():
-            self._defer_later(endpoint_id, sends, self._reopens_at(endpoint_id, now))
+            self._defer_later(endpoint_id, sends, self._held_until(endpoint_id, now))
         return allowed
 
     def _dispatch(self) -> None:
