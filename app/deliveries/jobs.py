@@ -10,11 +10,13 @@ finished attempts in bulk while sending goes on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,8 +58,9 @@ PREFETCH = 6  # claim up to this many times an endpoint's cap, so a fast one nev
 # An endpoint whose moving average response time is under FAST_MS may use FAST_BOOST x the
 # cap (at most 3/4 of the worker's requests in flight): on a busy CPU a fast receiver needs
 # many requests in flight to stay busy while the worker claims and records. A new, slow or
-# hanging one never gets more than the cap; a fast one that starts hanging can hold 3/4 of
-# the slots for one timeout, after which its average marks it slow (or its breaker opens).
+# hanging one never gets more than the cap; a fast one that starts hanging holds its larger
+# cap for one timeout, after which its average marks it slow (or its breaker opens), but
+# stops taking the others' slots once stalled (STALL).
 FAST_MS = 250.0
 FAST_BOOST = 4
 # An endpoint whose recent attempts mostly fail (an error answer or none) gets a quarter of
@@ -65,6 +68,11 @@ FAST_BOOST = 4
 # healthy endpoints' latency where it was. A few successes in a row earn the cap back.
 FAILING = 0.5
 PUSH_EVERY = 0.5  # seconds between deferring an open breaker's newly due deliveries
+# An endpoint with requests out and no answer for STALL seconds is stalled: its requests
+# stop counting against the worker's slots (a waiting socket costs nothing but a file
+# descriptor), so a hanging endpoint holds only its own cap, not a share of everyone's.
+STALL = 0.5
+CEILING = 8  # x the slots: requests open at once, stalled ones included
 # Signed sends go to the event loop in handfuls: it starts sending the first while this
 # thread signs the rest (a batch of 90 waited for all 90 signatures).
 HANDOFF = 8
@@ -74,14 +82,16 @@ IDLE_POLL = 0.01  # seconds between claims when nothing was due and no wake-ups 
 WOKEN_POLL = 0.05  # the same with wake-ups: only retries coming due are found by polling
 
 Result = tuple[Send, Outcome]
+Chore = Callable[[], None]  # a database write the drain's thread should not wait for
 
 
 class Recorder:
-    """A thread that writes finished attempts in bulk, in its own app context and session."""
+    """A thread that writes finished attempts in bulk, in its own app context and session,
+    and runs the drain's chores (a breaker's deferrals) after them."""
 
     def __init__(self, app: Flask) -> None:
         self._app = app
-        self._queue: queue.SimpleQueue[Result | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Result | Chore | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="herald-record", daemon=True)
         self.written = 0
         # Two counters, each written by one thread only, so no lock is needed.
@@ -98,6 +108,10 @@ class Recorder:
         self._handed += 1
         self._queue.put(result)
 
+    def later(self, chore: Chore) -> None:
+        """Run ``chore`` in this thread, after the attempts handed over before it."""
+        self._queue.put(chore)
+
     def close(self) -> int:
         """Write what is left, stop, and return how many attempts were written."""
         self._queue.put(None)
@@ -110,13 +124,17 @@ class Recorder:
             stopping = False
             while not stopping:
                 batch: list[Result] = []
+                chores: list[Chore] = []
                 item = self._queue.get()
                 deadline = time.monotonic() + FLUSH_EVERY
                 while True:
                     if item is None:
                         stopping = True
                         break
-                    batch.append(item)
+                    if callable(item):
+                        chores.append(item)
+                    else:
+                        batch.append(item)
                     if len(batch) >= FLUSH_MAX:
                         break
                     try:
@@ -124,6 +142,12 @@ class Recorder:
                     except queue.Empty:
                         break
                 self._write(rt, batch)
+                for chore in chores:
+                    try:
+                        chore()
+                    except Exception:
+                        log.exception("a drain chore failed")
+                        db.session.rollback()
 
     def _write(self, rt: Runtime, batch: list[Result]) -> None:
         if not batch:
@@ -151,7 +175,8 @@ class Drain:
     def __init__(self, rt: Runtime, budget: float, idle: float) -> None:
         self.rt = rt
         settings = rt.settings
-        self.slots = settings.worker_threads  # requests in flight at once
+        self.slots = settings.worker_threads  # requests in flight at once, stalled ones aside
+        self.ceiling = CEILING * self.slots
         self.cap = settings.endpoint_concurrency
         self.fast_cap = max(self.cap, min(FAST_BOOST * self.cap, 3 * self.slots // 4))
         self.timeout = settings.timeout
@@ -217,7 +242,7 @@ class Drain:
                 if over_budget:
                     self._release_blocked()
                 self._dispatch()
-                self._defer_now()
+                self._defer_now(recorder)
                 # A throttled endpoint still has deliveries due soon: wait for them. So do
                 # attempts not yet written: a failed one may be due again at once.
                 if recorder.backlog:
@@ -238,7 +263,7 @@ class Drain:
             # Whatever stopped the loop, every request already started is still recorded.
             while self.running:
                 self._collect(recorder, 1.0)
-            self._defer_now()
+            self._defer_now(recorder)
             self.stopping.set()
 
     def cap_of(self, endpoint_id: str) -> int:
@@ -311,23 +336,12 @@ class Drain:
         if remember:
             _deferred_upto[endpoint_id] = max(until, _deferred_upto.get(endpoint_id, until))
 
-    def _defer_now(self) -> None:
-        """Write the breakers' deferrals: the sends held back, and the rest of each such
-        endpoint's due backlog in one statement (left due, it would fill the next claims'
-        windows ahead of every healthy endpoint's new deliveries)."""
-        deferrals, self.deferrals = self.deferrals, {}
-        resumes, self.resumes = self.resumes, {}
-        try:
-            for endpoint_id, (sends, until) in deferrals.items():
-                defer(sends, until)
-                defer_due(endpoint_id, until)
-            for endpoint_id, upto in resumes.items():
-                resume(endpoint_id, upto)
-        except Exception:
-            # Nothing is lost: what stays leased comes due when its lease ends, what was
-            # deferred when its time comes, and claims defer the rest.
-            log.exception("could not defer or resume the deliveries of a breaker")
-            db.session.rollback()
+    def _defer_now(self, recorder: Recorder) -> None:
+        """Have the recorder's thread write the breakers' deferrals and resumes, so claims
+        and sends never wait on them (a long backlog's took up to 28 ms)."""
+        if self.deferrals or self.resumes:
+            recorder.later(functools.partial(_move_backlogs, self.deferrals, self.resumes))
+            self.deferrals, self.resumes = {}, {}
 
     def _relay_wakes(self, wake: Any) -> None:
         """Pass each wake-up from Redis to the drain's queue, so a publish is heard at once
@@ -364,7 +378,16 @@ class Drain:
         runnable = sum(
             len(q) for ep, q in self.ready.items() if self.inflight.get(ep, 0) < self.cap_of(ep)
         )
-        return self.running + runnable
+        return self.in_use + runnable
+
+    @property
+    def in_use(self) -> int:
+        """Requests in flight that take a slot: all but stalled endpoints'."""
+        now = time.monotonic()
+        stalled = sum(
+            n for ep, n in self.inflight.items() if now - self.answered.get(ep, now) >= STALL
+        )
+        return self.running - stalled
 
     def _claim(self, now: float, over_budget: bool) -> int:
         """Top up the claimed sends; returns how many were claimed."""
@@ -412,12 +435,12 @@ class Drain:
 
     def _push_stalled(self, full: set[str], now: float) -> None:
         """Defer what comes due for endpoints whose slots and queue are full and that have
-        not answered for PUSH_EVERY seconds, until their next answer (or one timeout): this
+        not answered for STALL seconds, until their next answer (or one timeout): this
         worker cannot send it sooner, and left due it is read past by every claim (a hanging
         endpoint's backlog grows by its whole share of the traffic until its breaker opens,
         a timeout later). Only newly due rows are written each time."""
         for endpoint_id in full:
-            stalled = now - self.answered.get(endpoint_id, now) >= PUSH_EVERY
+            stalled = now - self.answered.get(endpoint_id, now) >= STALL
             if stalled and now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
                 until = utcnow() + timedelta(seconds=self.timeout)
                 self.stalled[endpoint_id] = until
@@ -483,10 +506,11 @@ class Drain:
             (ep for ep, q in self.ready.items() if q),
             key=lambda ep: self.failing.get(ep, 0.0) >= FAILING,
         )
-        while open_eps and self.running < self.slots:
+        free = min(self.slots - self.in_use, self.ceiling - self.running)
+        while open_eps and free > 0:
             still_open = []
             for endpoint_id in open_eps:
-                if self.running >= self.slots:
+                if free <= 0:
                     break
                 queued = self.ready[endpoint_id]
                 flying = self.inflight.get(endpoint_id, 0)
@@ -501,6 +525,7 @@ class Drain:
                         self.answered[endpoint_id] = time.monotonic()
                     self.inflight[endpoint_id] = flying + 1
                     self.running += 1
+                    free -= 1
                     self._sign(send, timestamp, batch)
                     if len(batch) >= HANDOFF:
                         self.rt.transport.start(batch, self._answered)
@@ -568,6 +593,25 @@ class Drain:
         self.held[send.endpoint_id] -= 1
         if not self.held[send.endpoint_id]:
             del self.held[send.endpoint_id]
+
+
+def _move_backlogs(
+    deferrals: dict[str, tuple[list[Send], datetime]], resumes: dict[str, datetime]
+) -> None:
+    """Defer the sends held back and the rest of each endpoint's due backlog (left due, it
+    would fill the next claims' windows ahead of every healthy endpoint's new deliveries);
+    bring forward what closed breakers and answering endpoints had deferred."""
+    try:
+        for endpoint_id, (sends, until) in deferrals.items():
+            defer(sends, until)
+            defer_due(endpoint_id, until)
+        for endpoint_id, upto in resumes.items():
+            resume(endpoint_id, upto)
+    except Exception:
+        # Nothing is lost: what stays leased comes due when its lease ends, what was
+        # deferred when its time comes, and claims defer the rest.
+        log.exception("could not defer or resume the deliveries of a breaker")
+        db.session.rollback()
 
 
 def _average(averages: dict[str, float], key: str, value: float) -> None:
