@@ -349,3 +349,38 @@ def test_a_stalled_endpoints_backlog_leaves_the_due_index_and_still_goes_out_onc
     seen = [r.headers["webhook-id"] for r in receiver.requests_for("/slow")]
     assert sorted(seen) == sorted(published)  # every one, exactly once
     assert {d.status for d in deliveries_of(hook["id"])} == {"succeeded"}
+
+
+def test_a_stalled_endpoint_does_not_take_the_workers_slots(
+    env: dict[str, str], api: Api, receiver: Receiver
+) -> None:
+    # Two requests in flight per worker, and two per endpoint: the hanging endpoint's two
+    # fill the worker. Once it has not answered for STALL seconds they stop counting, so the
+    # healthy endpoint's deliveries go out while the hanging ones are still open.
+    api.event_type("slow.thing")
+    api.event_type("fast.thing")
+    app = make_app(
+        env,
+        HERALD_WORKER_THREADS="2",
+        HERALD_ENDPOINT_CONCURRENCY="2",
+        HERALD_RETRY_SCHEDULE="60",
+        HERALD_TIMEOUT="5",
+    )
+    receiver.behave("/hanging", hang(3.0))
+    receiver.behave("/fast", respond(204))
+    api.webhook(receiver.url_for("/hanging"), ["slow.thing"])
+    api.webhook(receiver.url_for("/fast"), ["fast.thing"])
+    for n in range(2):
+        api.publish("slow.thing", {"n": n})  # due first, so claimed and started first
+    fast = [api.publish("fast.thing", {"n": n})["id"] for n in range(6)]
+    try:
+        drain_in(app, budget=10.0, idle=0.5)
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+    hanging = receiver.requests_for("/hanging")
+    answered = min(r.at for r in hanging) + 3.0
+    arrived = receiver.requests_for("/fast")
+    assert sorted(r.headers["webhook-id"] for r in arrived) == sorted(fast)
+    assert max(r.at for r in arrived) < answered  # not held behind the hanging requests
