@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from app.deliveries import jobs
+from app.deliveries import holds
 from app.deliveries.breaker import Breakers, Change, State
 from app.deliveries.engine import claim_due, defer, defer_due
 from app.deliveries.jobs import drain
@@ -240,7 +240,7 @@ def attempt_count(endpoint_id: str) -> int:
 def test_it_holds_back_a_failing_endpoint_and_delivers_all_once_it_recovers(
     api: Api, receiver: Receiver, worker: Flask, monkeypatch: Any, caplog: Any
 ) -> None:
-    monkeypatch.setattr(jobs, "_breakers", Breakers(threshold=10, first=0.3, longest=0.6))
+    monkeypatch.setattr(holds, "breakers", Breakers(threshold=10, first=0.3, longest=0.6))
     caplog.set_level(logging.INFO, logger="app.deliveries.jobs")
     receiver.behave("/down", respond(500))
     hook = api.webhook(receiver.url_for("/down"))
@@ -277,7 +277,7 @@ def test_it_holds_back_a_failing_endpoint_and_delivers_all_once_it_recovers(
     )  # every delivery exactly once more
     assert all(d.attempts == before[d.id] + 1 for d in deliveries_of(hook["id"]))
     assert {d.status for d in deliveries_of(hook["id"])} == {"succeeded"}
-    assert jobs._breakers.closed(hook["id"])
+    assert holds.breakers.closed(hook["id"])
     logged = [r.getMessage() for r in caplog.records if r.name == "app.deliveries.jobs"]
     assert sum(f"breaker of {hook['id']} opened" in m for m in logged) == 1, logged
     assert sum(f"breaker of {hook['id']} closed" in m for m in logged) == 1, logged
@@ -286,7 +286,7 @@ def test_it_holds_back_a_failing_endpoint_and_delivers_all_once_it_recovers(
 def test_it_sends_a_resend_while_the_breaker_is_open(
     api: Api, receiver: Receiver, worker: Flask, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(jobs, "_breakers", Breakers(threshold=3, first=60.0, longest=60.0))
+    monkeypatch.setattr(holds, "breakers", Breakers(threshold=3, first=60.0, longest=60.0))
     receiver.behave("/down", respond(204), respond(500))
     hook = api.webhook(receiver.url_for("/down"))
     delivered = api.publish("user.created")
@@ -294,7 +294,7 @@ def test_it_sends_a_resend_while_the_breaker_is_open(
     for i in range(5):
         api.publish("user.created", {"i": i})
     drain_in(worker, budget=1.0, idle=0.2)
-    assert not jobs._breakers.closed(hook["id"])
+    assert not holds.breakers.closed(hook["id"])
     sent = len(receiver.requests_for("/down"))
 
     receiver.behave("/down", respond(204))
@@ -309,7 +309,7 @@ def test_it_sends_a_resend_while_the_breaker_is_open(
         delivered["id"],
         "2",
     )
-    assert jobs._breakers.closed(hook["id"])
+    assert holds.breakers.closed(hook["id"])
     assert scheduled["id"] in {r.headers["webhook-id"] for r in after}
     [waited] = [d for d in deliveries_of(hook["id"]) if d.event_id == scheduled["id"]]
     assert (waited.status, waited.attempts) == ("succeeded", 1)
@@ -324,15 +324,15 @@ def test_a_stalled_endpoints_backlog_leaves_the_due_index_and_still_goes_out_onc
     app = make_app(
         env, HERALD_ENDPOINT_CONCURRENCY="1", HERALD_RETRY_SCHEDULE="60", HERALD_TIMEOUT="5"
     )
-    monkeypatch.setattr(jobs, "PUSH_EVERY", 0.2)
+    monkeypatch.setattr(holds, "PUSH_EVERY", 0.2)
     pushed: list[str] = []
-    real_defer_due = jobs.defer_due
+    real_defer_due = holds.defer_due
 
     def spy(endpoint_id: str, until: Any, **options: Any) -> None:
         pushed.append(endpoint_id)
         real_defer_due(endpoint_id, until, **options)
 
-    monkeypatch.setattr(jobs, "defer_due", spy)
+    monkeypatch.setattr(holds, "defer_due", spy)
     receiver.behave("/slow", hang(1.2), respond(204))
     hook = api.webhook(receiver.url_for("/slow"))
     published = [api.publish("user.created", {"n": n})["id"] for n in range(12)]
@@ -345,7 +345,7 @@ def test_a_stalled_endpoints_backlog_leaves_the_due_index_and_still_goes_out_onc
     # Deferred while stalled (for up to the 5 s timeout), brought forward by the first
     # answer: the 0.5 s idle drain would otherwise have ended with them still waiting.
     assert hook["id"] in pushed
-    assert hook["id"] not in jobs._breakers.not_closed()  # no failure, no breaker
+    assert hook["id"] not in holds.breakers.not_closed()  # no failure, no breaker
     seen = [r.headers["webhook-id"] for r in receiver.requests_for("/slow")]
     assert sorted(seen) == sorted(published)  # every one, exactly once
     assert {d.status for d in deliveries_of(hook["id"])} == {"succeeded"}

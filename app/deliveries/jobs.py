@@ -10,19 +10,19 @@ finished attempts in bulk while sending goes on.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
 
-from app.deliveries.breaker import Breakers, Change, State
+from app.deliveries import holds
+from app.deliveries.breaker import Change, State
 from app.deliveries.engine import (
     ASKED_FOR,
     Send,
@@ -30,11 +30,8 @@ from app.deliveries.engine import (
     any_due,
     build_headers,
     claim_due,
-    defer,
-    defer_due,
     record,
     release,
-    resume,
 )
 from app.extensions import db
 from app.logs import log_attempts
@@ -49,10 +46,6 @@ log = logging.getLogger(__name__)
 # attempts, kept across jobs by this worker process
 _speed: dict[str, float] = {}
 _failing: dict[str, float] = {}
-# endpoint -> circuit breaker: one that keeps failing is sent nothing for a while (breaker.py)
-_breakers = Breakers()
-# endpoint -> the latest time its breaker deferred deliveries to: brought forward on closing
-_deferred_upto: dict[str, datetime] = {}
 
 PREFETCH = 6  # claim up to this many times an endpoint's cap, so a fast one never waits
 # An endpoint whose moving average response time is under FAST_MS may use FAST_BOOST x the
@@ -67,12 +60,10 @@ FAST_BOOST = 4
 # the cap: its retries are owed anyway, and the slots and CPU it no longer takes keep the
 # healthy endpoints' latency where it was. A few successes in a row earn the cap back.
 FAILING = 0.5
-PUSH_EVERY = 0.5  # seconds between deferring an open breaker's newly due deliveries
-# An endpoint with requests out and no answer for STALL seconds is stalled: its requests
-# stop counting against the worker's slots (a waiting socket costs nothing but a file
-# descriptor), so a hanging endpoint holds only its own cap, not a share of everyone's.
-STALL = 0.5
-CEILING = 8  # x the slots: requests open at once, stalled ones included
+# A stalled endpoint's requests (holds.STALL) stop counting against the worker's slots: a
+# waiting socket costs nothing but a file descriptor, so a hanging endpoint holds only its
+# own cap, not a share of everyone's. CEILING x the slots bounds all open requests.
+CEILING = 8
 # Signed sends go to the event loop in handfuls: it starts sending the first while this
 # thread signs the rest (a batch of 90 waited for all 90 signatures).
 HANDOFF = 8
@@ -192,16 +183,9 @@ class Drain:
         self.held: dict[str, int] = {}  # ready + in flight, per endpoint
         self.throttled: dict[str, float] = {}  # endpoint -> monotonic time its limit allows more
         self.running = 0
-        # endpoint -> sends held back by its breaker, and when they come due: written after
-        # each dispatch, so the healthy sends claimed with them are not kept waiting
-        self.deferrals: dict[str, tuple[list[Send], datetime]] = {}
-        self.resumes: dict[str, datetime] = {}  # endpoint -> its deferrals' latest time
-        self.pushed: dict[str, float] = {}  # endpoint -> when its backlog was last deferred
+        self.holding = holds.Holds(self.timeout)  # deferrals, written after each dispatch
         # endpoint -> its last answer, or when its first send in flight went out
         self.answered: dict[str, float] = {}
-        # stalled endpoint -> how far its newly due deliveries were deferred: brought
-        # forward at its next answer
-        self.stalled: dict[str, datetime] = {}
         self.woken = False
         self.stopping = threading.Event()
         wake = rt.broker.wake_listener()
@@ -242,7 +226,7 @@ class Drain:
                 if over_budget:
                     self._release_blocked()
                 self._dispatch()
-                self._defer_now(recorder)
+                self.holding.flush(recorder.later)
                 # A throttled endpoint still has deliveries due soon: wait for them. So do
                 # attempts not yet written: a failed one may be due again at once.
                 if recorder.backlog:
@@ -263,7 +247,7 @@ class Drain:
             # Whatever stopped the loop, every request already started is still recorded.
             while self.running:
                 self._collect(recorder, 1.0)
-            self._defer_now(recorder)
+            self.holding.flush(recorder.later)
             self.stopping.set()
 
     def cap_of(self, endpoint_id: str) -> int:
@@ -273,7 +257,7 @@ class Drain:
         Only an endpoint whose recent requests came back quickly gets the larger cap, so a
         new or slow one never holds more than the configured cap.
         """
-        if not _breakers.closed(endpoint_id):
+        if not holds.breakers.closed(endpoint_id):
             return 1  # open: only its probe or a try an admin asked for
         if self.failing.get(endpoint_id, 0.0) >= FAILING:
             return max(1, self.cap // 4)
@@ -290,7 +274,7 @@ class Drain:
             self.failing.clear()
         _average(self.speed, send.endpoint_id, took)
         _average(self.failing, send.endpoint_id, 0.0 if outcome.ok else 1.0)
-        change = _breakers.observe(send.endpoint_id, outcome.ok, time.monotonic())
+        change = holds.breakers.observe(send.endpoint_id, outcome.ok, time.monotonic())
         if change is not None:
             self._breaker_changed(send.endpoint_id, change)
 
@@ -304,9 +288,7 @@ class Drain:
                 change.failures,
                 change.seconds,
             )
-            upto = _deferred_upto.pop(endpoint_id, None)
-            if upto is not None:
-                self.resumes[endpoint_id] = upto
+            self.holding.breaker_closed(endpoint_id)
             return
         log.log(
             logging.INFO if change.kind == "opened" else logging.DEBUG,
@@ -316,32 +298,13 @@ class Drain:
             change.failures,
             change.seconds,
         )
-        until = self._held_until(endpoint_id, time.monotonic())
         queued = self.ready.get(endpoint_id, deque())
         held_back = [s for s in queued if s.trigger not in ASKED_FOR]
         if held_back:
             self.ready[endpoint_id] = deque(s for s in queued if s.trigger in ASKED_FOR)
             for send in held_back:
                 self._drop(send)
-        self._defer_later(endpoint_id, held_back, until)
-
-    def _defer_later(
-        self, endpoint_id: str, sends: list[Send], until: datetime, remember: bool = True
-    ) -> None:
-        """Defer ``sends`` and the endpoint's due backlog to ``until`` after the dispatch;
-        ``remember`` it for a breaker to bring forward when it closes."""
-        earlier, _ = self.deferrals.get(endpoint_id, ([], until))
-        self.deferrals[endpoint_id] = (earlier + sends, until)
-        self.pushed[endpoint_id] = time.monotonic()
-        if remember:
-            _deferred_upto[endpoint_id] = max(until, _deferred_upto.get(endpoint_id, until))
-
-    def _defer_now(self, recorder: Recorder) -> None:
-        """Have the recorder's thread write the breakers' deferrals and resumes, so claims
-        and sends never wait on them (a long backlog's took up to 28 ms)."""
-        if self.deferrals or self.resumes:
-            recorder.later(functools.partial(_move_backlogs, self.deferrals, self.resumes))
-            self.deferrals, self.resumes = {}, {}
+        self.holding.for_breaker(endpoint_id, held_back, time.monotonic())
 
     def _relay_wakes(self, wake: Any) -> None:
         """Pass each wake-up from Redis to the drain's queue, so a publish is heard at once
@@ -385,7 +348,7 @@ class Drain:
         """Requests in flight that take a slot: all but stalled endpoints'."""
         now = time.monotonic()
         stalled = sum(
-            n for ep, n in self.inflight.items() if now - self.answered.get(ep, now) >= STALL
+            n for ep, n in self.inflight.items() if now - self.answered.get(ep, now) >= holds.STALL
         )
         return self.running - stalled
 
@@ -400,13 +363,13 @@ class Drain:
         # An endpoint keeps up to four times its cap claimed (in flight plus a queue).
         # An endpoint whose breaker is not closed is left out too: its probe is claimed
         # on its own, so its backlog never fills a claim meant for the healthy ones.
-        breaking = _breakers.not_closed()
+        breaking = holds.breakers.not_closed()
         full = {
             ep for ep, n in self.held.items() if n >= (1 if over_budget else 4 * self.cap_of(ep))
         }
         exclude = full | set(self.throttled) | set(breaking)
         if not over_budget:
-            self._push_stalled(full - set(breaking), now)
+            self.holding.push_stalled(full - set(breaking), self.answered, now)
         claimed = claim_due(
             self.rt.box,
             min(want, self.rt.settings.batch_size),
@@ -423,31 +386,14 @@ class Drain:
 
     def _probe(self, endpoint_id: str, now: float) -> list[Send]:
         """Claim one delivery to probe a half-open breaker with; while it is open, push
-        its newly due deliveries out of the due index every PUSH_EVERY seconds."""
-        if _breakers.state(endpoint_id, now) is State.HALF_OPEN:
+        its newly due deliveries out of the due index (holds.PUSH_EVERY)."""
+        if holds.breakers.state(endpoint_id, now) is State.HALF_OPEN:
             if self.held.get(endpoint_id, 0) or endpoint_id in self.throttled:
                 return []
-            held = _deferred_upto.get(endpoint_id)
+            held = self.holding.probe_due_by(endpoint_id)
             return claim_due(self.rt.box, 1, 1, self.lease, only=endpoint_id, due_by=held)
-        if now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
-            self._defer_later(endpoint_id, [], self._held_until(endpoint_id, now))
+        self.holding.push_open(endpoint_id, now)
         return []
-
-    def _push_stalled(self, full: set[str], now: float) -> None:
-        """Defer what comes due for endpoints whose slots and queue are full and that have
-        not answered for STALL seconds, until their next answer (or one timeout): this
-        worker cannot send it sooner, and left due it is read past by every claim (a hanging
-        endpoint's backlog grows by its whole share of the traffic until its breaker opens,
-        a timeout later). Only newly due rows are written each time."""
-        for endpoint_id in full:
-            stalled = now - self.answered.get(endpoint_id, now) >= STALL
-            if stalled and now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
-                until = utcnow() + timedelta(seconds=self.timeout)
-                self.stalled[endpoint_id] = until
-                self._defer_later(endpoint_id, [], until, remember=False)
-
-    def _held_until(self, endpoint_id: str, now: float) -> datetime:
-        return utcnow() + timedelta(seconds=_breakers.holds_until(endpoint_id, now) - now)
 
     def _within_rate_limits(self, claimed: list[Send], now: float) -> list[Send]:
         """The claimed sends that their endpoint's rate limit allows now; the rest go back."""
@@ -477,16 +423,16 @@ class Drain:
         deferred: dict[str, list[Send]] = {}
         for send in claimed:
             endpoint_id = send.endpoint_id
-            if _breakers.closed(endpoint_id) or send.trigger in ASKED_FOR:
+            if holds.breakers.closed(endpoint_id) or send.trigger in ASKED_FOR:
                 allowed.append(send)
-            elif _breakers.take_probe(endpoint_id, now, self.lease):
+            elif holds.breakers.take_probe(endpoint_id, now, self.lease):
                 allowed.append(send)
                 # While the probe is out the rest of the backlog waits, out of the due index.
                 deferred.setdefault(endpoint_id, [])
             else:
                 deferred.setdefault(endpoint_id, []).append(send)
         for endpoint_id, sends in deferred.items():
-            self._defer_later(endpoint_id, sends, self._held_until(endpoint_id, now))
+            self.holding.for_breaker(endpoint_id, sends, now)
         return allowed
 
     def _dispatch(self) -> None:
@@ -580,8 +526,7 @@ class Drain:
         self.running -= 1
         endpoint_id = send.endpoint_id
         self.inflight[endpoint_id] -= 1
-        if endpoint_id in self.stalled:
-            self.resumes[endpoint_id] = self.stalled.pop(endpoint_id)
+        self.holding.answered(endpoint_id)
         if self.inflight[endpoint_id]:
             self.answered[endpoint_id] = time.monotonic()
         else:
@@ -593,25 +538,6 @@ class Drain:
         self.held[send.endpoint_id] -= 1
         if not self.held[send.endpoint_id]:
             del self.held[send.endpoint_id]
-
-
-def _move_backlogs(
-    deferrals: dict[str, tuple[list[Send], datetime]], resumes: dict[str, datetime]
-) -> None:
-    """Defer the sends held back and the rest of each endpoint's due backlog (left due, it
-    would fill the next claims' windows ahead of every healthy endpoint's new deliveries);
-    bring forward what closed breakers and answering endpoints had deferred."""
-    try:
-        for endpoint_id, (sends, until) in deferrals.items():
-            defer(sends, until)
-            defer_due(endpoint_id, until)
-        for endpoint_id, upto in resumes.items():
-            resume(endpoint_id, upto)
-    except Exception:
-        # Nothing is lost: what stays leased comes due when its lease ends, what was
-        # deferred when its time comes, and claims defer the rest.
-        log.exception("could not defer or resume the deliveries of a breaker")
-        db.session.rollback()
 
 
 def _average(averages: dict[str, float], key: str, value: float) -> None:

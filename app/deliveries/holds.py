@@ -1,0 +1,123 @@
+"""What a drain holds back in the database instead of sending, so claims stop meeting it.
+
+Two kinds of endpoint get their due deliveries moved later (``next_attempt_at``), out of the
+due index every claim reads in order:
+
+- one whose circuit breaker is open (breaker.py): its backlog is held until
+  ``Breakers.holds_until``, its probe takes a held delivery early, and the first 2xx brings
+  everything held forward;
+- one that is stalled (requests out, none answered for STALL seconds, queue full): what
+  comes due for it waits until its next answer, which brings it forward, or one timeout.
+
+Nothing is lost either way: a held delivery stays ``pending``, with no attempt counted. The
+writes are collected while the drain claims and sends, and run in the recorder's thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from app.deliveries.breaker import Breakers
+from app.deliveries.engine import Send, defer, defer_due, resume
+from app.extensions import db
+from app.models import utcnow
+
+log = logging.getLogger(__name__)
+
+# endpoint -> circuit breaker: one that keeps failing is sent nothing for a while
+breakers = Breakers()
+# endpoint -> the latest time its breaker held deliveries to: brought forward on closing,
+# and how far ahead its probe may take one
+_held_upto: dict[str, datetime] = {}
+
+PUSH_EVERY = 0.5  # seconds between holding an endpoint's newly due deliveries
+# An endpoint with requests out and no answer for STALL seconds is stalled. (Its requests
+# also stop counting against the worker's slots: see Drain.in_use.)
+STALL = 0.5
+
+
+class Holds:
+    """One drain job's holds, per endpoint: what to defer and until when, what to bring
+    forward, and when its backlog was last pushed."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.deferrals: dict[str, tuple[list[Send], datetime]] = {}
+        self.resumes: dict[str, datetime] = {}  # endpoint -> bring forward up to this time
+        self.pushed: dict[str, float] = {}  # endpoint -> when its backlog was last held
+        # stalled endpoint -> how far its newly due deliveries were held: brought forward
+        # at its next answer
+        self.stalled: dict[str, datetime] = {}
+
+    def for_breaker(self, endpoint_id: str, sends: list[Send], now: float) -> None:
+        """Hold ``sends`` (claimed, unsent) and the endpoint's due backlog for its breaker."""
+        until = utcnow() + timedelta(seconds=breakers.holds_until(endpoint_id, now) - now)
+        self._hold(endpoint_id, sends, until)
+        _held_upto[endpoint_id] = max(until, _held_upto.get(endpoint_id, until))
+
+    def push_open(self, endpoint_id: str, now: float) -> None:
+        """Every PUSH_EVERY seconds, hold what came due for an open breaker since."""
+        if now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
+            self.for_breaker(endpoint_id, [], now)
+
+    def push_stalled(self, full: Iterable[str], answered: dict[str, float], now: float) -> None:
+        """Hold what comes due for endpoints whose slots and queue are ``full`` and that have
+        not ``answered`` for STALL seconds, until their next answer (or one timeout): this
+        worker cannot send it sooner, and left due it is read past by every claim (a hanging
+        endpoint's backlog grows by its whole share of the traffic until its breaker opens,
+        a timeout later). Only newly due rows are written each time."""
+        for endpoint_id in full:
+            stalled = now - answered.get(endpoint_id, now) >= STALL
+            if stalled and now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
+                until = utcnow() + timedelta(seconds=self.timeout)
+                self.stalled[endpoint_id] = until
+                self._hold(endpoint_id, [], until)
+
+    def answered(self, endpoint_id: str) -> None:
+        """An answer came: a stalled endpoint's held deliveries may go now."""
+        if endpoint_id in self.stalled:
+            self.resumes[endpoint_id] = self.stalled.pop(endpoint_id)
+
+    def breaker_closed(self, endpoint_id: str) -> None:
+        """Bring forward everything the endpoint's breaker held (and retries due meanwhile)."""
+        upto = _held_upto.pop(endpoint_id, None)
+        if upto is not None:
+            self.resumes[endpoint_id] = upto
+
+    @staticmethod
+    def probe_due_by(endpoint_id: str) -> datetime | None:
+        """How far ahead a half-open breaker's probe may take a held delivery."""
+        return _held_upto.get(endpoint_id)
+
+    def flush(self, later: Callable[[Callable[[], None]], None]) -> None:
+        """Hand what was collected to ``later`` (the recorder's thread), so claims and sends
+        never wait on it (a long backlog's rewrite took up to 28 ms)."""
+        if self.deferrals or self.resumes:
+            later(functools.partial(_write, self.deferrals, self.resumes))
+            self.deferrals, self.resumes = {}, {}
+
+    def _hold(self, endpoint_id: str, sends: list[Send], until: datetime) -> None:
+        earlier, _ = self.deferrals.get(endpoint_id, ([], until))
+        self.deferrals[endpoint_id] = (earlier + sends, until)
+        self.pushed[endpoint_id] = time.monotonic()
+
+
+def _write(deferrals: dict[str, tuple[list[Send], datetime]], resumes: dict[str, datetime]) -> None:
+    """Defer the sends held back and the rest of each endpoint's due backlog (left due, it
+    would fill the next claims' windows ahead of every healthy endpoint's new deliveries);
+    bring forward what closed breakers and answering endpoints had held."""
+    try:
+        for endpoint_id, (sends, until) in deferrals.items():
+            defer(sends, until)
+            defer_due(endpoint_id, until)
+        for endpoint_id, upto in resumes.items():
+            resume(endpoint_id, upto)
+    except Exception:
+        # Nothing is lost: what stays leased comes due when its lease ends, what was
+        # deferred when its time comes, and claims defer the rest.
+        log.exception("could not defer or resume the deliveries of a breaker")
+        db.session.rollback()
