@@ -126,6 +126,19 @@ def test_it_forgets_everything_past_its_limit() -> None:
     assert not breakers.closed("wh_c")
 
 
+def test_a_stalled_endpoints_hold_ends_with_a_success_not_with_a_timeout() -> None:
+    holding = holds.Holds(timeout=5.0)
+    holding.push_stalled({EP}, {EP: 0.0}, now=1.0)  # requests out, no answer for 1 s
+    [(sends, until)] = holding.deferrals.values()
+    assert sends == []
+    assert until > utcnow() + timedelta(seconds=holds.STALL_HOLD - 5)
+
+    holding.answered(EP, ok=False)  # a timeout: it still hangs, the backlog stays held
+    assert holding.resumes == {}
+    holding.answered(EP, ok=True)
+    assert holding.resumes == {EP: until}
+
+
 # The database side: what a breaker defers.
 
 

@@ -7,7 +7,7 @@ due index every claim reads in order:
   ``Breakers.holds_until``, its probe takes a held delivery early, and the first 2xx brings
   everything held forward;
 - one that is stalled (requests out, none answered for STALL seconds, queue full): what
-  comes due for it waits until its next answer, which brings it forward, or one timeout.
+  comes due for it waits until its next 2xx brings it forward, or STALL_HOLD seconds.
 
 Nothing is lost either way: a held delivery stays ``pending``, with no attempt counted. The
 writes are collected while the drain claims and sends, and run in the recorder's thread.
@@ -38,6 +38,10 @@ PUSH_EVERY = 0.5  # seconds between holding an endpoint's newly due deliveries
 # An endpoint with requests out and no answer for STALL seconds is stalled. (Its requests
 # also stop counting against the worker's slots: see Drain.in_use.)
 STALL = 0.5
+# How long a stalled endpoint's newly due deliveries are held at most. Long, so a hanging
+# endpoint's backlog is not rewritten each time a hold ends: its timeouts count towards its
+# breaker meanwhile, and a 2xx (or a closing breaker) brings the backlog forward at once.
+STALL_HOLD = 60.0
 
 
 class Holds:
@@ -66,20 +70,22 @@ class Holds:
 
     def push_stalled(self, full: Iterable[str], answered: dict[str, float], now: float) -> None:
         """Hold what comes due for endpoints whose slots and queue are ``full`` and that have
-        not ``answered`` for STALL seconds, until their next answer (or one timeout): this
-        worker cannot send it sooner, and left due it is read past by every claim (a hanging
+        not ``answered`` for STALL seconds, until their next 2xx (or STALL_HOLD): this worker
+        cannot send it sooner, and left due it is read past by every claim (a hanging
         endpoint's backlog grows by its whole share of the traffic until its breaker opens,
-        a timeout later). Only newly due rows are written each time."""
+        a timeout or two later). Only newly due rows are written each time."""
         for endpoint_id in full:
             stalled = now - answered.get(endpoint_id, now) >= STALL
             if stalled and now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
-                until = utcnow() + timedelta(seconds=self.timeout)
+                until = utcnow() + timedelta(seconds=max(self.timeout, STALL_HOLD))
                 self.stalled[endpoint_id] = until
                 self._hold(endpoint_id, [], until)
 
-    def answered(self, endpoint_id: str) -> None:
-        """An answer came: a stalled endpoint's held deliveries may go now."""
-        if endpoint_id in self.stalled:
+    def answered(self, endpoint_id: str, ok: bool) -> None:
+        """A 2xx came: a stalled endpoint's held deliveries may go now. (A timeout or an
+        error leaves them held: bringing a hanging endpoint's backlog forward after each
+        timeout only had it read past, then rewritten, again.)"""
+        if ok and endpoint_id in self.stalled:
             self.resumes[endpoint_id] = self.stalled.pop(endpoint_id)
 
     def breaker_closed(self, endpoint_id: str) -> None:

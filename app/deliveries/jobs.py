@@ -515,18 +515,18 @@ class Drain:
             else:
                 recorder.put(result)
                 self._measured(*result)
-                self._finished(result[0])
+                self._finished(*result)
                 count += 1
             try:
                 result = self.done.get_nowait()
             except queue.Empty:
                 return count
 
-    def _finished(self, send: Send) -> None:
+    def _finished(self, send: Send, outcome: Outcome) -> None:
         self.running -= 1
         endpoint_id = send.endpoint_id
         self.inflight[endpoint_id] -= 1
-        self.holding.answered(endpoint_id)
+        self.holding.answered(endpoint_id, outcome.ok)
         if self.inflight[endpoint_id]:
             self.answered[endpoint_id] = time.monotonic()
         else:
