@@ -53,11 +53,6 @@ class ResponseReader:
     def body(self) -> bytes:
         return bytes(self._body[:RESPONSE_CAP])
 
-    @property
-    def started(self) -> bool:
-        """Whether any byte of an answer has arrived (a silent close differs from garbage)."""
-        return bool(self._buf) or self.status is not None
-
     def feed(self, data: bytes) -> bool:
         """Take the next bytes from the connection; True once the answer is over."""
         if self.done:
@@ -158,11 +153,15 @@ class ResponseReader:
             self._state = _UNTIL_CLOSE
 
     def _read_length(self) -> None:
+        if self._take_left():
+            self._finish(complete=True)
+
+    def _take_left(self) -> bool:
+        """Keep up to the ``_left`` body bytes still owed; True once all of them came."""
         taken = min(self._left, len(self._buf))
         self._left -= taken
         self._keep(taken)
-        if not self._left and not self.done:
-            self._finish(complete=True)
+        return not self._left and not self.done
 
     def _keep(self, count: int) -> None:
         """Move ``count`` body bytes out of the buffer; past the cap the answer is over."""
@@ -175,10 +174,7 @@ class ResponseReader:
 
     def _read_chunked(self) -> None:
         if self._state == _CHUNK_DATA:
-            taken = min(self._left, len(self._buf))
-            self._left -= taken
-            self._keep(taken)
-            if not self._left and not self.done:
+            if self._take_left():
                 self._state = _CHUNK_END
             return
         line_end = self._buf.find(b"\n")

@@ -138,6 +138,16 @@ class Outcome:
     def ok(self) -> bool:
         return self.http_status is not None and 200 <= self.http_status < 300
 
+    @classmethod
+    def failure(cls, error: str, duration_ms: int = 0) -> Outcome:
+        """No response at all, for ``error``."""
+        return cls(None, None, None, error, duration_ms)
+
+    @classmethod
+    def internal(cls, exc: BaseException) -> Outcome:
+        """A bug of Herald's stopped the attempt: logged as failed, never lost."""
+        return cls.failure(f"internal error: {type(exc).__name__}")
+
 
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date), if parseable."""
@@ -328,7 +338,7 @@ class _Exchange:
         if error == "timed out":
             error = f"timed out after {self.owner.timeout:g} s"
         if reader.status is None:
-            outcome = Outcome(None, None, None, error or INVALID, _ms(self.started))
+            outcome = Outcome.failure(error or INVALID, _ms(self.started))
         else:
             headers = reader.headers
             outcome = Outcome(
@@ -411,12 +421,12 @@ class Transport:
             try:
                 target = self._target(url)
             except ValueError as exc:
-                done(tag, Outcome(None, None, None, f"invalid URL: {str(exc)[:200]}", 0))
+                done(tag, Outcome.failure(f"invalid URL: {str(exc)[:200]}"))
                 continue
             try:
                 request = request_bytes(target, body, headers)
             except ValueError as exc:
-                done(tag, Outcome(None, None, None, str(exc), 0))
+                done(tag, Outcome.failure(str(exc)))
                 continue
             try:
                 exchange = _Exchange(self, tag, target, request, done)
@@ -427,7 +437,7 @@ class Transport:
                     exchange.send_on(conn)
             except Exception as exc:  # never lose an attempt to a bug: it is logged as failed
                 log.exception("sending to %s failed", url)
-                done(tag, Outcome(None, None, None, f"internal error: {type(exc).__name__}", 0))
+                done(tag, Outcome.internal(exc))
 
     def _target(self, url: str) -> Target:
         target = self._targets.get(url)

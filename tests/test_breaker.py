@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app.deliveries import holds
 from app.deliveries.breaker import Breakers, Change, State
-from app.deliveries.engine import claim_due, defer, defer_due
+from app.deliveries.engine import claim_due, defer_due, release
 from app.deliveries.jobs import drain
 from app.extensions import db
 from app.models import EPOCH, Attempt, Delivery, utcnow
@@ -155,7 +155,7 @@ def test_it_defers_claimed_deliveries_whose_lease_it_still_holds(api: Api) -> No
     db.session.commit()
     until = utcnow() + timedelta(minutes=5)
 
-    defer(sends, until)
+    release(sends, due_at=until)
 
     db.session.expire_all()
     rows = [db.session.get(Delivery, s.delivery_id) for s in sends]
@@ -232,6 +232,16 @@ def worker(env: dict[str, str], api: Api) -> Iterator[Flask]:
 def drain_in(app: Flask, budget: float, idle: float) -> None:
     with app.app_context():
         drain(budget=budget, idle=idle)
+
+
+def drain_with(env: dict[str, str], **settings: str) -> None:
+    """One drain (10 s budget, 0.5 s idle) by a worker app with these settings."""
+    app = make_app(env, **settings)
+    try:
+        drain_in(app, budget=10.0, idle=0.5)
+    finally:
+        with app.app_context():
+            db.engine.dispose()
 
 
 def deliveries_of(endpoint_id: str) -> list[Delivery]:
@@ -334,9 +344,6 @@ def test_a_stalled_endpoints_backlog_leaves_the_due_index_and_still_goes_out_onc
     # One slot per endpoint: four claimed fill it. The receiver holds the first answer for
     # over a second, so the endpoint stalls with its backlog due behind it.
     api.event_type("user.created")
-    app = make_app(
-        env, HERALD_ENDPOINT_CONCURRENCY="1", HERALD_RETRY_SCHEDULE="60", HERALD_TIMEOUT="5"
-    )
     monkeypatch.setattr(holds, "PUSH_EVERY", 0.2)
     pushed: list[str] = []
     real_defer_due = holds.defer_due
@@ -349,11 +356,7 @@ def test_a_stalled_endpoints_backlog_leaves_the_due_index_and_still_goes_out_onc
     receiver.behave("/slow", hang(1.2), respond(204))
     hook = api.webhook(receiver.url_for("/slow"))
     published = [api.publish("user.created", {"n": n})["id"] for n in range(12)]
-    try:
-        drain_in(app, budget=10.0, idle=0.5)
-    finally:
-        with app.app_context():
-            db.engine.dispose()
+    drain_with(env, HERALD_ENDPOINT_CONCURRENCY="1", HERALD_RETRY_SCHEDULE="60", HERALD_TIMEOUT="5")
 
     # Deferred while stalled (for up to the 5 s timeout), brought forward by the first
     # answer: the 0.5 s idle drain would otherwise have ended with them still waiting.
@@ -372,13 +375,6 @@ def test_a_stalled_endpoint_does_not_take_the_workers_slots(
     # healthy endpoint's deliveries go out while the hanging ones are still open.
     api.event_type("slow.thing")
     api.event_type("fast.thing")
-    app = make_app(
-        env,
-        HERALD_WORKER_THREADS="2",
-        HERALD_ENDPOINT_CONCURRENCY="2",
-        HERALD_RETRY_SCHEDULE="60",
-        HERALD_TIMEOUT="5",
-    )
     receiver.behave("/hanging", hang(3.0))
     receiver.behave("/fast", respond(204))
     api.webhook(receiver.url_for("/hanging"), ["slow.thing"])
@@ -386,11 +382,13 @@ def test_a_stalled_endpoint_does_not_take_the_workers_slots(
     for n in range(2):
         api.publish("slow.thing", {"n": n})  # due first, so claimed and started first
     fast = [api.publish("fast.thing", {"n": n})["id"] for n in range(6)]
-    try:
-        drain_in(app, budget=10.0, idle=0.5)
-    finally:
-        with app.app_context():
-            db.engine.dispose()
+    drain_with(
+        env,
+        HERALD_WORKER_THREADS="2",
+        HERALD_ENDPOINT_CONCURRENCY="2",
+        HERALD_RETRY_SCHEDULE="60",
+        HERALD_TIMEOUT="5",
+    )
 
     hanging = receiver.requests_for("/hanging")
     answered = min(r.at for r in hanging) + 3.0

@@ -419,35 +419,20 @@ def _secrets_cached(endpoint: Any, box: SecretBox, now: datetime) -> list[str]:
     return secrets
 
 
-def release(sends: Sequence[Send]) -> None:
-    """Give claimed deliveries back unsent (still due), e.g. when a rate limit says wait."""
+def release(sends: Sequence[Send], due_at: datetime | None = None) -> None:
+    """Give claimed deliveries back unsent, no attempt counted: still due (a rate limit says
+    wait), or due at ``due_at`` (a breaker holds them). A lease taken since is left alone."""
     if not sends:
         return
+    moved = {"next_attempt_at": due_at} if due_at else {}
     stmt = (
         update(DELIVERIES)
         .where(DELIVERIES.c.id == bindparam("b_id"))
         .where(DELIVERIES.c.locked_until == bindparam("b_lease"))
-        .values(locked_until=EPOCH)
+        .values(locked_until=EPOCH, **moved)
     )
     db.session.execute(stmt, [{"b_id": s.delivery_id, "b_lease": s.lease} for s in sends])
     db.session.commit()
-
-
-def defer(sends: Sequence[Send], until: datetime) -> None:
-    """Give claimed deliveries back unsent and due at ``until``: no attempt is counted."""
-    by_lease: dict[datetime | None, list[str]] = {}
-    for send in sends:
-        by_lease.setdefault(send.lease, []).append(send.delivery_id)
-    # One statement per claim (its sends share a lease); a lease someone else took since
-    # is left alone.
-    for lease, ids in by_lease.items():
-        db.session.execute(
-            update(DELIVERIES)
-            .where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.locked_until == lease)
-            .values(next_attempt_at=until, locked_until=EPOCH)
-        )
-    if by_lease:
-        db.session.commit()
 
 
 def defer_due(endpoint_id: str, until: datetime) -> None:

@@ -16,17 +16,13 @@ writes are collected while the drain claims and sends, and run in the recorder's
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from app.deliveries.breaker import Breakers
-from app.deliveries.engine import Send, defer, defer_due, resume
-from app.extensions import db
+from app.deliveries.engine import Send, defer_due, release, resume
 from app.models import utcnow
-
-log = logging.getLogger(__name__)
 
 # endpoint -> circuit breaker: one that keeps failing is sent nothing for a while
 breakers = Breakers()
@@ -42,6 +38,12 @@ STALL = 0.5
 # endpoint's backlog is not rewritten each time a hold ends: its timeouts count towards its
 # breaker meanwhile, and a 2xx (or a closing breaker) brings the backlog forward at once.
 STALL_HOLD = 60.0
+
+
+def is_stalled(answered: dict[str, float], endpoint_id: str, now: float) -> bool:
+    """Whether an endpoint with requests out (``answered``: its last answer, or when its
+    first request went out) has had no answer for STALL seconds."""
+    return now - answered.get(endpoint_id, now) >= STALL
 
 
 class Holds:
@@ -75,8 +77,10 @@ class Holds:
         endpoint's backlog grows by its whole share of the traffic until its breaker opens,
         a timeout or two later). Only newly due rows are written each time."""
         for endpoint_id in full:
-            stalled = now - answered.get(endpoint_id, now) >= STALL
-            if stalled and now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY:
+            if (
+                is_stalled(answered, endpoint_id, now)
+                and now - self.pushed.get(endpoint_id, 0.0) >= PUSH_EVERY
+            ):
                 until = utcnow() + timedelta(seconds=max(self.timeout, STALL_HOLD))
                 self.stalled[endpoint_id] = until
                 self._hold(endpoint_id, [], until)
@@ -116,14 +120,8 @@ def _write(deferrals: dict[str, tuple[list[Send], datetime]], resumes: dict[str,
     """Defer the sends held back and the rest of each endpoint's due backlog (left due, it
     would fill the next claims' windows ahead of every healthy endpoint's new deliveries);
     bring forward what closed breakers and answering endpoints had held."""
-    try:
-        for endpoint_id, (sends, until) in deferrals.items():
-            defer(sends, until)
-            defer_due(endpoint_id, until)
-        for endpoint_id, upto in resumes.items():
-            resume(endpoint_id, upto)
-    except Exception:
-        # Nothing is lost: what stays leased comes due when its lease ends, what was
-        # deferred when its time comes, and claims defer the rest.
-        log.exception("could not defer or resume the deliveries of a breaker")
-        db.session.rollback()
+    for endpoint_id, (sends, until) in deferrals.items():
+        release(sends, due_at=until)
+        defer_due(endpoint_id, until)
+    for endpoint_id, upto in resumes.items():
+        resume(endpoint_id, upto)

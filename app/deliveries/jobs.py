@@ -137,7 +137,9 @@ class Recorder:
                     try:
                         chore()
                     except Exception:
-                        log.exception("a drain chore failed")
+                        # Nothing is lost: a held delivery left leased comes due when its
+                        # lease ends, one left due is held again by the next push.
+                        log.exception("could not hold or bring forward deliveries")
                         db.session.rollback()
 
     def _write(self, rt: Runtime, batch: list[Result]) -> None:
@@ -348,7 +350,7 @@ class Drain:
         """Requests in flight that take a slot: all but stalled endpoints'."""
         now = time.monotonic()
         stalled = sum(
-            n for ep, n in self.inflight.items() if now - self.answered.get(ep, now) >= holds.STALL
+            n for ep, n in self.inflight.items() if holds.is_stalled(self.answered, ep, now)
         )
         return self.running - stalled
 
@@ -491,9 +493,7 @@ class Drain:
             send.headers = build_headers(send, timestamp)
         except Exception as exc:  # never lose a claimed delivery to a bug: log it as failed
             log.exception("signing %s failed", send.delivery_id)
-            self._answered(
-                send, Outcome(None, None, None, f"internal error: {type(exc).__name__}", 0)
-            )
+            self._answered(send, Outcome.internal(exc))
         else:
             batch.append((send, send.url, send.payload, send.headers))
 
