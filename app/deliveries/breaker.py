@@ -16,7 +16,6 @@ from typing import Literal
 THRESHOLD = 10  # consecutive failures that open a breaker
 FIRST_OPEN = 1.0  # seconds it stays open the first time
 LONGEST_OPEN = 60.0  # each failed probe doubles that, up to the retry schedule's first step
-LONGEST_HOLD = 3600.0  # the furthest an open breaker's backlog is deferred
 LIMIT = 100_000  # endpoints remembered; past that all are forgotten (closed)
 
 
@@ -100,17 +99,6 @@ class Breakers:
         if now < breaker.open_until:
             return breaker.open_until
         return now + min(2 * breaker.duration, self.longest)
-
-    def holds_until(self, endpoint_id: str, now: float) -> float:
-        """When an open breaker's backlog should come due: after its next probe, and further
-        out the longer it has been open (a minute, then as long as it has been open, up to an
-        hour), so a long outage's backlog is rewritten a few times, not at every probe. The
-        probe takes a held delivery early; a closing brings them all forward."""
-        breaker = self._breakers.get(endpoint_id)
-        if breaker is None:
-            return now
-        held = min(max(self.longest, now - breaker.opened_at), LONGEST_HOLD)
-        return max(self.reopens_at(endpoint_id, now), now + held)
 
     def observe(self, endpoint_id: str, ok: bool, now: float) -> Change | None:
         """Count an attempt's outcome (ok: a 2xx); says when that opened or closed the breaker."""

@@ -3,9 +3,10 @@
 Two kinds of endpoint get their due deliveries moved later (``next_attempt_at``), out of the
 due index every claim reads in order:
 
-- one whose circuit breaker is open (breaker.py): its backlog is held until
-  ``Breakers.holds_until``, its probe takes a held delivery early, and the first 2xx brings
-  everything held forward;
+- one whose circuit breaker is open (breaker.py): its backlog is held until the breaker's
+  next probe (``Breakers.reopens_at``), so it is due again then in the database, for any
+  worker's drain or sweeper to find; the first 2xx brings everything held forward. (Held
+  longer, a drain that ended meanwhile left the endpoint unprobed until the hold ended.)
 - one that is stalled (requests out, none answered for STALL seconds, queue full): what
   comes due for it waits until its next 2xx brings it forward, or STALL_HOLD seconds.
 
@@ -61,7 +62,7 @@ class Holds:
 
     def for_breaker(self, endpoint_id: str, sends: list[Send], now: float) -> None:
         """Hold ``sends`` (claimed, unsent) and the endpoint's due backlog for its breaker."""
-        until = utcnow() + timedelta(seconds=breakers.holds_until(endpoint_id, now) - now)
+        until = utcnow() + timedelta(seconds=breakers.reopens_at(endpoint_id, now) - now)
         self._hold(endpoint_id, sends, until)
         _held_upto[endpoint_id] = max(until, _held_upto.get(endpoint_id, until))
 

@@ -282,7 +282,7 @@ class Drain:
 
     def _breaker_changed(self, endpoint_id: str, change: Change) -> None:
         """Log it; on opening, hold back what this job claimed for the endpoint and push its
-        due deliveries out (``Breakers.holds_until``), so claims stop meeting them."""
+        due deliveries out to its next probe, so claims stop meeting them."""
         if change.kind == "closed":
             log.info(
                 "breaker of %s closed after %d consecutive failures, open for %.1f s",
