@@ -95,6 +95,17 @@ def test_it_doubles_the_opening_on_each_failed_probe_up_to_the_longest() -> None
     assert opened == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
 
 
+def test_it_holds_the_backlog_past_the_next_probe_longer_the_longer_it_is_open() -> None:
+    breakers = Breakers(threshold=3, first=1.0, longest=60.0)
+    assert breakers.holds_until(EP, 5.0) == 5.0  # closed: nothing to hold
+    failed(breakers, 3, now=0.0)
+
+    assert breakers.reopens_at(EP, 0.5) == 1.0
+    assert breakers.holds_until(EP, 0.5) == 60.5  # a minute at least, not just to the probe
+    assert breakers.holds_until(EP, 200.0) == 400.0  # as long again as it has been open
+    assert breakers.holds_until(EP, 10_000.0) == 10_600.0  # at most LONGEST_HOLD
+
+
 def test_it_does_not_reopen_for_failures_sent_before_it_opened() -> None:
     breakers = Breakers(threshold=3, first=1.0)
     failed(breakers, 3, now=0.0)
@@ -206,6 +217,41 @@ def test_a_probe_claims_a_held_delivery_before_it_comes_due(api: Api) -> None:
     assert [s.delivery_id for s in probe] == [held.id]  # held back, not scheduled later
 
 
+def test_a_drain_that_ends_hands_its_held_backlog_back_to_the_next_probe(
+    api: Api, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(holds, "breakers", Breakers(threshold=1, first=2.0, longest=60.0))
+    monkeypatch.setattr(holds, "_held_upto", {})
+    api.event_type("user.created")
+    hook = api.webhook("http://127.0.0.1:9/a")["id"]
+    healed = api.webhook("http://127.0.0.1:9/b")["id"]
+    event = api.publish("user.created")["id"]
+    db.session.execute(Delivery.__table__.delete())
+    now = utcnow()
+    held = now + timedelta(seconds=60)
+    rows = {
+        "held": Delivery(endpoint_id=hook, next_attempt_at=held),
+        "healed": Delivery(endpoint_id=healed, next_attempt_at=held),
+        "later": Delivery(endpoint_id=hook, next_attempt_at=now + timedelta(minutes=30)),
+    }
+    for row in rows.values():
+        row.event_id = event
+    db.session.add_all(rows.values())
+    db.session.commit()
+    clock = time.monotonic()
+    holds.breakers.observe(hook, False, clock)  # open for 2 s; the other one never opened
+    holds._held_upto.update({hook: held, healed: held})
+
+    holds.hand_back(clock)
+
+    db.session.expire_all()
+    # Due at the probe, so whichever drain runs then probes it; not a minute from now.
+    assert now < rows["held"].next_attempt_at <= utcnow() + timedelta(seconds=2)
+    assert rows["healed"].next_attempt_at <= utcnow()  # its breaker closed: due at once
+    assert rows["later"].next_attempt_at == now + timedelta(minutes=30)  # never held
+    assert holds._held_upto == {hook: held}  # a closing still brings forward all it held
+
+
 # With a real drain and receiver.
 
 
@@ -253,7 +299,9 @@ def attempt_count(endpoint_id: str) -> int:
 def test_it_holds_back_a_failing_endpoint_and_delivers_all_once_it_recovers(
     api: Api, receiver: Receiver, worker: Flask, monkeypatch: Any, caplog: Any
 ) -> None:
-    monkeypatch.setattr(holds, "breakers", Breakers(threshold=10, first=0.3, longest=0.6))
+    # A long hold (a minute at least), so only handing the backlog back at the drain's end
+    # makes it due by the next probe (its openings: 0.3, 0.6, 1.2 s ...).
+    monkeypatch.setattr(holds, "breakers", Breakers(threshold=10, first=0.3, longest=60.0))
     caplog.set_level(logging.INFO, logger="app.deliveries.jobs")
     receiver.behave("/down", respond(500))
     hook = api.webhook(receiver.url_for("/down"))
@@ -275,9 +323,10 @@ def test_it_holds_back_a_failing_endpoint_and_delivers_all_once_it_recovers(
     # They wait in the database, due after the last request the endpoint was sent.
     last_sent = max(r.at for r in receiver.requests_for("/down"))
     assert all(d.next_attempt_at.timestamp() > last_sent for d in deferred)
-    # ... and no later than the breaker's next probe (0.6 s at most): the drain has ended, so
-    # only their coming due makes a later drain (or the sweeper) probe the endpoint again.
-    assert all(d.next_attempt_at <= utcnow() + timedelta(seconds=1) for d in deferred)
+    # ... and no later than the breaker's next probe (2.4 s at most), not the hold's minute:
+    # the drain has ended, so only their coming due makes a later drain (or the sweeper)
+    # probe the endpoint again.
+    assert all(d.next_attempt_at <= utcnow() + timedelta(seconds=2.5) for d in deferred)
     assert api.get(f"/v1/webhooks/{hook['id']}").get_json()["status"] == "active"
     before = {d.id: d.attempts for d in waiting}
 

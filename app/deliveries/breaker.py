@@ -16,6 +16,9 @@ from typing import Literal
 THRESHOLD = 10  # consecutive failures that open a breaker
 FIRST_OPEN = 1.0  # seconds it stays open the first time
 LONGEST_OPEN = 60.0  # each failed probe doubles that, up to the retry schedule's first step
+# The furthest a running drain holds an open breaker's backlog: its probes take a held
+# delivery early, so the backlog is rewritten once a hold, not at every failed probe.
+LONGEST_HOLD = 600.0
 LIMIT = 100_000  # endpoints remembered; past that all are forgotten (closed)
 
 
@@ -99,6 +102,17 @@ class Breakers:
         if now < breaker.open_until:
             return breaker.open_until
         return now + min(2 * breaker.duration, self.longest)
+
+    def holds_until(self, endpoint_id: str, now: float) -> float:
+        """When a running drain holds an open breaker's backlog to: well past its next probe
+        (a minute, or as long again as it has been open, up to LONGEST_HOLD). Left due at
+        each probe instead, the whole backlog came into every claim's path at once and was
+        rewritten again: a latency spike for every healthy endpoint, at 1, 3, 7, 15 s ..."""
+        breaker = self._breakers.get(endpoint_id)
+        if breaker is None:
+            return now
+        held = min(max(self.longest, now - breaker.opened_at), LONGEST_HOLD)
+        return max(self.reopens_at(endpoint_id, now), now + held)
 
     def observe(self, endpoint_id: str, ok: bool, now: float) -> Change | None:
         """Count an attempt's outcome (ok: a 2xx); says when that opened or closed the breaker."""

@@ -453,18 +453,19 @@ def defer_due(endpoint_id: str, until: datetime) -> None:
     db.session.commit()
 
 
-def resume(endpoint_id: str, upto: datetime) -> None:
-    """Make an endpoint's pending deliveries due before ``upto`` due now: its breaker closed,
-    so what it deferred (and retries it scheduled meanwhile) need not wait any longer."""
+def resume(endpoint_id: str, upto: datetime, due_at: datetime | None = None) -> None:
+    """Make an endpoint's pending deliveries due before ``upto`` due now (its breaker closed,
+    so what it deferred, and retries it scheduled meanwhile, need not wait any longer), or
+    due at ``due_at`` if that is sooner (a drain that held them ends: its next probe)."""
     now = utcnow()
     db.session.execute(
         update(DELIVERIES)
         .where(
             *_waiting_for(endpoint_id, now),
-            DELIVERIES.c.next_attempt_at > now,
+            DELIVERIES.c.next_attempt_at > max(now, due_at or now),
             DELIVERIES.c.next_attempt_at <= upto,
         )
-        .values(next_attempt_at=now)
+        .values(next_attempt_at=max(now, due_at or now))
     )
     db.session.commit()
 

@@ -3,10 +3,12 @@
 Two kinds of endpoint get their due deliveries moved later (``next_attempt_at``), out of the
 due index every claim reads in order:
 
-- one whose circuit breaker is open (breaker.py): its backlog is held until the breaker's
-  next probe (``Breakers.reopens_at``), so it is due again then in the database, for any
-  worker's drain or sweeper to find; the first 2xx brings everything held forward. (Held
-  longer, a drain that ended meanwhile left the endpoint unprobed until the hold ended.)
+- one whose circuit breaker is open (breaker.py): while this process's drain runs and
+  probes it, its backlog is held well past the next probe (``Breakers.holds_until``), since
+  the probe takes a held delivery early; the first 2xx brings everything held forward. When
+  the drain ends, what it held is handed back to the breaker's next probe time
+  (``hand_back``), so it is due again then in the database for any worker's drain or
+  sweeper to find: an endpoint is never left unprobed for the length of a long hold.
 - one that is stalled (requests out, none answered for STALL seconds, queue full): what
   comes due for it waits until its next 2xx brings it forward, or STALL_HOLD seconds.
 
@@ -62,7 +64,7 @@ class Holds:
 
     def for_breaker(self, endpoint_id: str, sends: list[Send], now: float) -> None:
         """Hold ``sends`` (claimed, unsent) and the endpoint's due backlog for its breaker."""
-        until = utcnow() + timedelta(seconds=breakers.reopens_at(endpoint_id, now) - now)
+        until = utcnow() + timedelta(seconds=breakers.holds_until(endpoint_id, now) - now)
         self._hold(endpoint_id, sends, until)
         _held_upto[endpoint_id] = max(until, _held_upto.get(endpoint_id, until))
 
@@ -126,3 +128,16 @@ def _write(deferrals: dict[str, tuple[list[Send], datetime]], resumes: dict[str,
         defer_due(endpoint_id, until)
     for endpoint_id, upto in resumes.items():
         resume(endpoint_id, upto)
+
+
+def hand_back(now: float) -> None:
+    """A drain ends: what it held for open breakers comes due at each one's next probe
+    instead (a closed one's at once), for whichever drain or sweeper runs then. The long
+    hold is only safe while this drain is there to probe early."""
+    for endpoint_id, upto in list(_held_upto.items()):
+        if breakers.closed(endpoint_id):
+            del _held_upto[endpoint_id]
+            resume(endpoint_id, upto)
+        else:
+            probe = utcnow() + timedelta(seconds=breakers.reopens_at(endpoint_id, now) - now)
+            resume(endpoint_id, upto, due_at=probe)
