@@ -77,6 +77,7 @@ def run_steady(
     try:
         bench.receiver.reset()
         created: dict[str, float] = {}
+        answered: dict[str, float] = {}  # when the publish's 202 reached the client
         per_tick = rate * TICK
         owed = 0.0
         seq = 0
@@ -96,8 +97,11 @@ def run_steady(
                     ]
                     seq += count
                     warming = time.time() < started
-                    for published in bench.herald.publish_batch(events):
+                    batch = bench.herald.publish_batch(events)
+                    answer = time.time()
+                    for published in batch:
                         created[published["id"]] = created_at(published)
+                        answered[published["id"]] = answer
                         if warming:
                             warmup_ids.add(published["id"])
                 next_tick += TICK
@@ -118,7 +122,8 @@ def run_steady(
         result.delivered_per_s = round(len(arrivals) / max(last - started, 1e-9), 1)
         result.latency_ms = percentiles(latencies_ms(arrivals, created))
         if os.environ.get("HERALD_BENCH_KEEP"):
-            _write_timeline(bench.stack.tmp / f"timeline-{tag}.tsv", arrivals, created, started)
+            timeline = bench.stack.tmp / f"timeline-{tag}.tsv"
+            _write_timeline(timeline, arrivals, created, answered, started)
         result.cpu_seconds = cpu.used
         result.machine_busy_pct = cpu.machine_busy_pct
     finally:
@@ -130,13 +135,19 @@ def run_steady(
 
 
 def _write_timeline(
-    path: Path, arrivals: dict[str, float], created: dict[str, float], t0: float
+    path: Path,
+    arrivals: dict[str, float],
+    created: dict[str, float],
+    answered: dict[str, float],
+    t0: float,
 ) -> None:
-    """For a kept run: each delivery's creation (s into the window), latency (ms) and path."""
+    """For a kept run: each delivery's creation (s into the window), latency (ms), path, and
+    how long after its creation the publish was answered (ms: the web and database's part)."""
     rows = []
     for key, arrived in arrivals.items():
         uri, event_id = key.split(" ", 1)
         if event_id in created:
             made = created[event_id]
-            rows.append(f"{made - t0:.3f}\t{(arrived - made) * 1000:.1f}\t{uri}\n")
-    path.write_text("".join(sorted(rows)))
+            answer = (answered[event_id] - made) * 1000
+            rows.append(f"{made - t0:.3f}\t{(arrived - made) * 1000:.1f}\t{uri}\t{answer:.1f}\n")
+    path.write_text(f"# window start {t0:.3f} (Unix s)\n" + "".join(sorted(rows)))

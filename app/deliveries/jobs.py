@@ -215,6 +215,10 @@ class Drain:
                 ):
                     try:
                         claimed = self._claim(now, over_budget)
+                        # What was claimed goes out before any probe is claimed: a probe's
+                        # claim (3-6 ms) held up a whole tick of healthy sends behind it.
+                        self._dispatch()
+                        claimed += self._claim_probes(now)
                     except Exception:
                         # A database hiccup must not strand what is in flight: log it, back
                         # off, and keep sending and recording what was already claimed.
@@ -379,12 +383,20 @@ class Drain:
             self.lease,
             exclude=exclude,
         )
-        for endpoint_id in breaking:
-            claimed += self._probe(endpoint_id, now)
+        self._queue(claimed, now)
+        return len(claimed)
+
+    def _claim_probes(self, now: float) -> int:
+        """Claim a probe for each half-open breaker; returns how many were claimed."""
+        probes = [send for ep in holds.breakers.not_closed() for send in self._probe(ep, now)]
+        self._queue(probes, now)
+        return len(probes)
+
+    def _queue(self, claimed: list[Send], now: float) -> None:
+        """Queue claimed sends by endpoint, as rate limits and breakers allow."""
         for send in self._past_breakers(self._within_rate_limits(claimed, now), now):
             self.ready.setdefault(send.endpoint_id, deque()).append(send)
             self.held[send.endpoint_id] = self.held.get(send.endpoint_id, 0) + 1
-        return len(claimed)
 
     def _probe(self, endpoint_id: str, now: float) -> list[Send]:
         """Claim one delivery to probe a half-open breaker with; while it is open, push
