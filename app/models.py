@@ -102,6 +102,11 @@ class Endpoint(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A worker holds this endpoint's deliveries back until then (its breaker is open, or it
+    # hangs): a publish inserts them already held, so no claim meets them and no push has
+    # to move them. Set and cleared by the worker (app/deliveries/holds.py); it expires by
+    # itself, so a worker that dies holding it delays them at most that long.
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_endpoints_status", "status"),)
 

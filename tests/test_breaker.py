@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.deliveries import holds
 from app.deliveries.breaker import Breakers, Change, State
-from app.deliveries.engine import claim_due, defer_due, release
+from app.deliveries.engine import claim_due, defer_due, release, resume
 from app.deliveries.jobs import drain
 from app.extensions import db
-from app.models import EPOCH, Attempt, Delivery, utcnow
+from app.models import EPOCH, Attempt, Delivery, Endpoint, utcnow
 from app.runtime import runtime
 from tests.conftest import Api, make_app
 from tests.receiver import Receiver, hang, respond
@@ -217,6 +217,50 @@ def test_a_probe_claims_a_held_delivery_before_it_comes_due(api: Api) -> None:
     assert [s.delivery_id for s in probe] == [held.id]  # held back, not scheduled later
 
 
+def test_a_held_endpoints_new_deliveries_are_published_held(api: Api) -> None:
+    api.event_type("user.created")
+    held = api.webhook("http://127.0.0.1:9/held")["id"]
+    lapsed = api.webhook("http://127.0.0.1:9/lapsed")["id"]
+    free = api.webhook("http://127.0.0.1:9/free")["id"]
+    until = utcnow() + timedelta(seconds=30)
+    db.session.execute(update(Endpoint).where(Endpoint.id == held).values(held_until=until))
+    db.session.execute(  # a hold whose worker went away: over, so it holds nothing
+        update(Endpoint)
+        .where(Endpoint.id == lapsed)
+        .values(held_until=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+
+    api.publish("user.created")
+    published = utcnow()
+
+    due = {d.endpoint_id: d.next_attempt_at for d in deliveries_of(held, lapsed, free)}
+    assert due[held] == until  # no claim meets it, no push has to move it
+    assert due[lapsed] <= published
+    assert due[free] <= published
+
+
+def test_holding_marks_the_endpoint_and_bringing_forward_clears_it(api: Api) -> None:
+    api.event_type("user.created")
+    hook = api.webhook("http://127.0.0.1:9/a")["id"]
+    api.publish("user.created")
+    until = utcnow() + timedelta(seconds=30)
+
+    defer_due(hook, until)
+    assert held_until(hook) == until
+    # Another worker's longer hold, and a delivery published under it.
+    later = until + timedelta(seconds=60)
+    db.session.execute(update(Endpoint).where(Endpoint.id == hook).values(held_until=later))
+    db.session.commit()
+    api.publish("user.created")
+    assert sorted(d.next_attempt_at for d in deliveries_of(hook)) == [until, later]
+
+    resume(hook, until)  # its breaker closed
+
+    assert held_until(hook) is None
+    assert all(d.next_attempt_at <= utcnow() for d in deliveries_of(hook))
+
+
 def test_a_drain_that_ends_hands_its_held_backlog_back_to_the_next_probe(
     api: Api, monkeypatch: Any
 ) -> None:
@@ -280,10 +324,19 @@ def drain_with(env: dict[str, str], **settings: str) -> None:
             db.engine.dispose()
 
 
-def deliveries_of(endpoint_id: str) -> list[Delivery]:
+def deliveries_of(*endpoint_ids: str) -> list[Delivery]:
     db.session.expire_all()
-    rows = db.session.execute(select(Delivery).where(Delivery.endpoint_id == endpoint_id))
+    rows = db.session.execute(select(Delivery).where(Delivery.endpoint_id.in_(endpoint_ids)))
     found = list(rows.scalars())
+    db.session.rollback()
+    return found
+
+
+def held_until(endpoint_id: str) -> Any:
+    db.session.expire_all()
+    found = db.session.execute(
+        select(Endpoint.held_until).where(Endpoint.id == endpoint_id)
+    ).scalar()
     db.session.rollback()
     return found
 

@@ -437,10 +437,11 @@ def release(sends: Sequence[Send], due_at: datetime | None = None) -> None:
 
 def defer_due(endpoint_id: str, until: datetime) -> None:
     """Move an endpoint's pending deliveries due now (and not leased) to ``until``, so
-    claims stop meeting them in the due index while it cannot be sent to. Only what came
-    due is written: the rest waits already, and rewriting a long backlog each time took
-    tens of milliseconds."""
+    claims stop meeting them in the due index while it cannot be sent to, and have new
+    ones published held as long (``Endpoint.held_until``). Only what came due is written:
+    the rest waits already, and rewriting a long backlog each time took tens of ms."""
     now = utcnow()
+    _hold_new(endpoint_id, until)
     db.session.execute(
         update(DELIVERIES)
         .where(
@@ -458,16 +459,31 @@ def resume(endpoint_id: str, upto: datetime, due_at: datetime | None = None) -> 
     so what it deferred, and retries it scheduled meanwhile, need not wait any longer), or
     due at ``due_at`` if that is sooner (a drain that held them ends: its next probe)."""
     now = utcnow()
+    due = max(now, due_at or now)
+    # New deliveries may have been published held as long as another worker said.
+    held = db.session.execute(
+        select(ENDPOINTS.c.held_until).where(ENDPOINTS.c.id == endpoint_id)
+    ).scalar()
+    upto = max(upto, held or upto)
+    _hold_new(endpoint_id, due if due > now else None)
     db.session.execute(
         update(DELIVERIES)
         .where(
             *_waiting_for(endpoint_id, now),
-            DELIVERIES.c.next_attempt_at > max(now, due_at or now),
+            DELIVERIES.c.next_attempt_at > due,
             DELIVERIES.c.next_attempt_at <= upto,
         )
-        .values(next_attempt_at=max(now, due_at or now))
+        .values(next_attempt_at=due)
     )
     db.session.commit()
+
+
+def _hold_new(endpoint_id: str, until: datetime | None) -> None:
+    """Have deliveries published to the endpoint from now on come due at ``until`` (None:
+    at once)."""
+    db.session.execute(
+        update(ENDPOINTS).where(ENDPOINTS.c.id == endpoint_id).values(held_until=until)
+    )
 
 
 def _waiting_for(endpoint_id: str, now: datetime) -> list[Any]:
