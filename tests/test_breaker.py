@@ -261,14 +261,13 @@ def test_holding_marks_the_endpoint_and_bringing_forward_clears_it(api: Api) -> 
     assert all(d.next_attempt_at <= utcnow() for d in deliveries_of(hook))
 
 
-def test_a_drain_that_ends_hands_its_held_backlog_back_to_the_next_probe(
-    api: Api, monkeypatch: Any
-) -> None:
+def test_a_drain_that_ends_hands_back_what_it_held(api: Api, monkeypatch: Any) -> None:
     monkeypatch.setattr(holds, "breakers", Breakers(threshold=1, first=2.0, longest=60.0))
     monkeypatch.setattr(holds, "_held_upto", {})
     api.event_type("user.created")
     hook = api.webhook("http://127.0.0.1:9/a")["id"]
     healed = api.webhook("http://127.0.0.1:9/b")["id"]
+    stalled = api.webhook("http://127.0.0.1:9/c")["id"]
     event = api.publish("user.created")["id"]
     db.session.execute(Delivery.__table__.delete())
     now = utcnow()
@@ -276,6 +275,7 @@ def test_a_drain_that_ends_hands_its_held_backlog_back_to_the_next_probe(
     rows = {
         "held": Delivery(endpoint_id=hook, next_attempt_at=held),
         "healed": Delivery(endpoint_id=healed, next_attempt_at=held),
+        "stalled": Delivery(endpoint_id=stalled, next_attempt_at=held),
         "later": Delivery(endpoint_id=hook, next_attempt_at=now + timedelta(minutes=30)),
     }
     for row in rows.values():
@@ -285,13 +285,16 @@ def test_a_drain_that_ends_hands_its_held_backlog_back_to_the_next_probe(
     clock = time.monotonic()
     holds.breakers.observe(hook, False, clock)  # open for 2 s; the other one never opened
     holds._held_upto.update({hook: held, healed: held})
+    holding = holds.Holds(timeout=5.0)
+    holding.stalled[stalled] = held
 
-    holds.hand_back(clock)
+    holding.hand_back(clock)
 
     db.session.expire_all()
     # Due at the probe, so whichever drain runs then probes it; not a minute from now.
     assert now < rows["held"].next_attempt_at <= utcnow() + timedelta(seconds=2)
     assert rows["healed"].next_attempt_at <= utcnow()  # its breaker closed: due at once
+    assert rows["stalled"].next_attempt_at <= utcnow()  # no drain left to hear it answer
     assert rows["later"].next_attempt_at == now + timedelta(minutes=30)  # never held
     assert holds._held_upto == {hook: held}  # a closing still brings forward all it held
 

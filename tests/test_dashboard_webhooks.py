@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,11 +14,11 @@ from sqlalchemy import select
 
 from app.auth.accounts import create_owner
 from app.deliveries.engine import attempt as send_once
-from app.deliveries.engine import claim_due, record
+from app.deliveries.engine import claim_due, defer_due, record, resume
 from app.deliveries.retry import RetryPolicy
 from app.endpoints import service
 from app.extensions import db
-from app.models import Attempt, Delivery, Endpoint
+from app.models import Attempt, Delivery, Endpoint, utcnow
 from app.runtime import runtime
 from tests.conftest import Api
 from tests.dashboard import OWNER_EMAIL, OWNER_PASSWORD, Admin, csrf_token
@@ -164,6 +165,20 @@ def test_it_shows_the_webhook_page_with_its_secret_hidden(admin: Admin, api: Api
     assert 'data-copy-target="#wh-secret"' in page
     assert "No attempts yet" in page
     assert f'sse-connect="/webhooks/{hook["id"]}/stream?after=att_' in page
+
+
+def test_it_says_when_a_worker_holds_the_webhooks_deliveries_back(admin: Admin, api: Api) -> None:
+    hook = api.webhook("https://example.com/a")
+    assert 'id="held-callout"' not in admin.get(f"/webhooks/{hook['id']}").get_data(as_text=True)
+
+    until = utcnow() + timedelta(seconds=30)
+    defer_due(hook["id"], until)  # as a worker does when its breaker opens
+    page = admin.get(f"/webhooks/{hook['id']}").get_data(as_text=True)
+    assert 'id="held-callout"' in page
+    assert until.strftime("%Y-%m-%d %H:%M:%S UTC") in page
+
+    resume(hook["id"], until)  # its first 2xx
+    assert 'id="held-callout"' not in admin.get(f"/webhooks/{hook['id']}").get_data(as_text=True)
 
 
 def test_it_lists_webhooks_with_status_rate_and_last_delivery(

@@ -178,6 +178,7 @@ def _detail_page(endpoint: Endpoint, form: WebhookForm, errors: dict[str, str]) 
         endpoint=endpoint,
         secret=service.current_secret(endpoint),
         grace_until=grace if grace and grace > now else None,
+        held_until=endpoint.held_until if (endpoint.held_until or now) > now else None,
         chart=health_chart(buckets),
         day=day,
         open_deliveries=stats.open_deliveries(endpoint.id),

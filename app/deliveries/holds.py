@@ -7,10 +7,14 @@ due index every claim reads in order:
   probes it, its backlog is held well past the next probe (``Breakers.holds_until``), since
   the probe takes a held delivery early; the first 2xx brings everything held forward. When
   the drain ends, what it held is handed back to the breaker's next probe time
-  (``hand_back``), so it is due again then in the database for any worker's drain or
+  (``Holds.hand_back``), so it is due again then in the database for any worker's drain or
   sweeper to find: an endpoint is never left unprobed for the length of a long hold.
 - one that is stalled (requests out, none answered for STALL seconds, queue full): what
-  comes due for it waits until its next 2xx brings it forward, or STALL_HOLD seconds.
+  comes due for it waits until its next 2xx brings it forward, the drain ends, or
+  STALL_HOLD seconds pass.
+
+Either way the endpoint is marked held (``Endpoint.held_until``), so what is published to
+it meanwhile is inserted held too.
 
 Nothing is lost either way: a held delivery stays ``pending``, with no attempt counted. The
 writes are collected while the drain claims and sends, and run in the recorder's thread.
@@ -113,6 +117,22 @@ class Holds:
             later(functools.partial(_write, self.deferrals, self.resumes))
             self.deferrals, self.resumes = {}, {}
 
+    def hand_back(self, now: float) -> None:
+        """The drain ends: what it held for open breakers comes due at each one's next probe
+        instead (a closed one's at once), and what it held for stalled endpoints at once,
+        for whichever drain or sweeper runs then. A long hold is only safe while the drain
+        that set it is there to probe early, or to hear the endpoint answer."""
+        for endpoint_id, until in self.stalled.items():
+            resume(endpoint_id, until)
+        self.stalled = {}
+        for endpoint_id, upto in list(_held_upto.items()):
+            if breakers.closed(endpoint_id):
+                del _held_upto[endpoint_id]
+                resume(endpoint_id, upto)
+            else:
+                probe = utcnow() + timedelta(seconds=breakers.reopens_at(endpoint_id, now) - now)
+                resume(endpoint_id, upto, due_at=probe)
+
     def _hold(self, endpoint_id: str, sends: list[Send], until: datetime) -> None:
         earlier, _ = self.deferrals.get(endpoint_id, ([], until))
         self.deferrals[endpoint_id] = (earlier + sends, until)
@@ -128,16 +148,3 @@ def _write(deferrals: dict[str, tuple[list[Send], datetime]], resumes: dict[str,
         defer_due(endpoint_id, until)
     for endpoint_id, upto in resumes.items():
         resume(endpoint_id, upto)
-
-
-def hand_back(now: float) -> None:
-    """A drain ends: what it held for open breakers comes due at each one's next probe
-    instead (a closed one's at once), for whichever drain or sweeper runs then. The long
-    hold is only safe while this drain is there to probe early."""
-    for endpoint_id, upto in list(_held_upto.items()):
-        if breakers.closed(endpoint_id):
-            del _held_upto[endpoint_id]
-            resume(endpoint_id, upto)
-        else:
-            probe = utcnow() + timedelta(seconds=breakers.reopens_at(endpoint_id, now) - now)
-            resume(endpoint_id, upto, due_at=probe)

@@ -579,7 +579,7 @@ def drain(budget: float = 300.0, idle: float = 0.5) -> int:
         try:
             db.session.rollback()  # a failed statement may have left the session unusable
             release(unsent)
-            holds.hand_back(time.monotonic())
+            job.holding.hand_back(time.monotonic())
         except Exception:
             # Nothing is lost: a backlog left held long comes due when its hold ends.
             log.exception("could not release %d claimed deliveries", len(unsent))
