@@ -55,14 +55,22 @@ def _insert_statement(table: str, columns: tuple[str, ...], same: tuple[str, ...
 
 
 def insert_rows(table: Table, rows: Sequence[dict[str, Any]], **same: Any) -> None:
-    """Insert ``rows`` (each with the same keys, JSON-able values), all sharing ``same``."""
+    """Insert ``rows`` (each with the same keys, JSON-able values or aware datetimes), all
+    sharing ``same``."""
     if not rows:
         return
     if not on_postgres():
         db.session.execute(insert(table), [{**row, **same} for row in rows])
         return
     statement = _insert_statement(table.name, tuple(rows[0]), tuple(same))
-    db.session.execute(statement, {"rows": json.dumps(rows), **same})
+    db.session.execute(statement, {"rows": json.dumps(rows, default=_json_value), **same})
+
+
+def _json_value(value: Any) -> str:
+    """A row's datetime as the ISO text json_populate_recordset reads (aware: UTC kept)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def finish_deliveries(moves: Sequence[Move], now: datetime) -> None:

@@ -134,7 +134,7 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
     held = {ep.id: ep.held_until for ep in endpoints if ep.held_until and ep.held_until > now}
     results: list[Published] = []
     event_rows: list[dict[str, Any]] = []
-    delivery_rows: dict[datetime, list[dict[str, Any]]] = {}  # by next_attempt_at
+    delivery_rows: list[dict[str, Any]] = []
     newest_by_coalesce: dict[tuple[str, str], tuple[str, list[str]]] = {}
     for i, spec in enumerate(specs):
         if i in earlier:
@@ -165,23 +165,24 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
             }
         )
         targets = [ep.id for ep in endpoints if ep.subscribes_to(spec.type)]
-        for endpoint_id in targets:
-            delivery_rows.setdefault(held.get(endpoint_id, now), []).append(
-                {
-                    "id": new_id("dlv"),
-                    "event_id": event_id,
-                    "endpoint_id": endpoint_id,
-                    "status": "pending",
-                    "attempts": 0,
-                    "trigger": "scheduled",
-                }
-            )
+        delivery_rows.extend(
+            {
+                "id": new_id("dlv"),
+                "event_id": event_id,
+                "endpoint_id": endpoint_id,
+                "status": "pending",
+                "attempts": 0,
+                "trigger": "scheduled",
+                **({"next_attempt_at": held.get(endpoint_id, now)} if held else {}),
+            }
+            for endpoint_id in targets
+        )
         if spec.coalesce_key:
             newest_by_coalesce[(spec.coalesce_key, spec.type)] = (event_id, targets)
         results.append(Published(event_id, spec.type, now, len(targets)))
     insert_rows(EVENTS, event_rows, created_at=now)
-    for due_at, rows in delivery_rows.items():
-        insert_rows(DELIVERIES, rows, next_attempt_at=due_at, locked_until=EPOCH, created_at=now)
+    due = {} if held else {"next_attempt_at": now}  # else in each row: one statement still
+    insert_rows(DELIVERIES, delivery_rows, **due, locked_until=EPOCH, created_at=now)
     for (coalesce_key, type_name), (newest, targets) in newest_by_coalesce.items():
         supersede(coalesce_key, type_name, newest, targets, now)
     db.session.commit()
