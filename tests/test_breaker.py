@@ -143,6 +143,23 @@ def test_a_stalled_endpoints_hold_ends_with_a_success_not_with_a_timeout() -> No
 # The database side: what a breaker defers.
 
 
+def bare_webhooks(api: Api, count: int) -> tuple[list[str], str]:
+    """``count`` webhooks and an event published to them, its deliveries removed so that a
+    test can add its own."""
+    api.event_type("user.created")
+    hooks = [api.webhook(f"http://127.0.0.1:9/{i}")["id"] for i in range(count)]
+    event = api.publish("user.created")["id"]
+    db.session.execute(Delivery.__table__.delete())
+    return hooks, event
+
+
+def add_deliveries(event: str, rows: dict[str, Delivery]) -> None:
+    for row in rows.values():
+        row.event_id = event
+    db.session.add_all(rows.values())
+    db.session.commit()
+
+
 def test_it_defers_claimed_deliveries_whose_lease_it_still_holds(api: Api) -> None:
     api.event_type("user.created")
     api.webhook("http://127.0.0.1:9/")
@@ -170,11 +187,7 @@ def test_it_defers_claimed_deliveries_whose_lease_it_still_holds(api: Api) -> No
 
 
 def test_it_pushes_only_the_endpoints_unleased_scheduled_deliveries_due_now(api: Api) -> None:
-    api.event_type("user.created")
-    hook = api.webhook("http://127.0.0.1:9/a")["id"]
-    other = api.webhook("http://127.0.0.1:9/b")["id"]
-    event = api.publish("user.created")["id"]
-    db.session.execute(Delivery.__table__.delete())
+    (hook, other), event = bare_webhooks(api, 2)
     now = utcnow()
     until = now + timedelta(seconds=30)
     rows = {
@@ -186,10 +199,7 @@ def test_it_pushes_only_the_endpoints_unleased_scheduled_deliveries_due_now(api:
         "resend": Delivery(endpoint_id=hook, trigger="manual"),
         "other": Delivery(endpoint_id=other),
     }
-    for row in rows.values():
-        row.event_id = event
-    db.session.add_all(rows.values())
-    db.session.commit()
+    add_deliveries(event, rows)
 
     defer_due(hook, until)
 
@@ -200,15 +210,11 @@ def test_it_pushes_only_the_endpoints_unleased_scheduled_deliveries_due_now(api:
 
 
 def test_a_probe_claims_a_held_delivery_before_it_comes_due(api: Api) -> None:
-    api.event_type("user.created")
-    hook = api.webhook("http://127.0.0.1:9/a")["id"]
-    event = api.publish("user.created")["id"]
-    db.session.execute(Delivery.__table__.delete())
+    (hook,), event = bare_webhooks(api, 1)
     now = utcnow()
-    held = Delivery(endpoint_id=hook, event_id=event, next_attempt_at=now + timedelta(seconds=30))
-    later = Delivery(endpoint_id=hook, event_id=event, next_attempt_at=now + timedelta(minutes=5))
-    db.session.add_all([held, later])
-    db.session.commit()
+    held = Delivery(endpoint_id=hook, next_attempt_at=now + timedelta(seconds=30))
+    later = Delivery(endpoint_id=hook, next_attempt_at=now + timedelta(minutes=5))
+    add_deliveries(event, {"held": held, "later": later})
     box = runtime().box
 
     assert claim_due(box, 1, 1, 60, only=hook) == []  # nothing due now
@@ -264,12 +270,7 @@ def test_holding_marks_the_endpoint_and_bringing_forward_clears_it(api: Api) -> 
 def test_a_drain_that_ends_hands_back_what_it_held(api: Api, monkeypatch: Any) -> None:
     monkeypatch.setattr(holds, "breakers", Breakers(threshold=1, first=2.0, longest=60.0))
     monkeypatch.setattr(holds, "_held_upto", {})
-    api.event_type("user.created")
-    hook = api.webhook("http://127.0.0.1:9/a")["id"]
-    healed = api.webhook("http://127.0.0.1:9/b")["id"]
-    stalled = api.webhook("http://127.0.0.1:9/c")["id"]
-    event = api.publish("user.created")["id"]
-    db.session.execute(Delivery.__table__.delete())
+    (hook, healed, stalled), event = bare_webhooks(api, 3)
     now = utcnow()
     held = now + timedelta(seconds=60)
     rows = {
@@ -278,10 +279,7 @@ def test_a_drain_that_ends_hands_back_what_it_held(api: Api, monkeypatch: Any) -
         "stalled": Delivery(endpoint_id=stalled, next_attempt_at=held),
         "later": Delivery(endpoint_id=hook, next_attempt_at=now + timedelta(minutes=30)),
     }
-    for row in rows.values():
-        row.event_id = event
-    db.session.add_all(rows.values())
-    db.session.commit()
+    add_deliveries(event, rows)
     clock = time.monotonic()
     holds.breakers.observe(hook, False, clock)  # open for 2 s; the other one never opened
     holds._held_upto.update({hook: held, healed: held})
