@@ -8,6 +8,10 @@ For isolation the same load runs again with two more webhooks subscribed to ever
 whose requests all hang until Herald's timeout, one that answers 500 to everything. That
 triples the deliveries each event makes, so a control run has the same two extra webhooks
 answering 204: isolation proper is the misbehaving run against the control.
+
+``run_interleaved`` takes the loads in turn, a few rounds each, and pools each one's rounds:
+a slow stretch of a shared two-core machine (seen as 20-40 ms publishes, whichever load ran
+then) then falls on every load alike instead of deciding one of them.
 """
 
 from __future__ import annotations
@@ -42,6 +46,18 @@ class Steady:
     misbehaving: list[str] = field(default_factory=list)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     machine_busy_pct: float = 0.0
+    rounds: int = 1  # interleaved with the other loads, ``seconds`` in all
+
+
+@dataclass
+class _Load:
+    """One round of a steady load, before it is pooled with its other rounds."""
+
+    result: Steady
+    latencies: list[float]
+    load_seconds: float
+    arrivals: int
+    span: float  # from the window's start to its last arrival
 
 
 def steady_types(webhooks: int) -> list[str]:
@@ -52,10 +68,58 @@ def run_steady(
     bench: Bench, rate: float, seconds: float, webhooks: int, extras: str | None = None
 ) -> Steady:
     """The steady load; ``extras`` adds two webhooks on every type, "misbehaving" or "healthy"."""
+    return _pooled([_load(bench, rate, seconds, webhooks, extras)])
+
+
+def run_interleaved(
+    bench: Bench,
+    rate: float,
+    seconds: float,
+    webhooks: int,
+    kinds: list[str | None],
+    rounds: int,
+) -> list[Steady]:
+    """Each of the loads ``kinds`` (``extras`` of run_steady), taken in turn ``rounds`` times
+    for ``seconds / rounds`` each, with each load's rounds pooled."""
+    loads: dict[str | None, list[_Load]] = {kind: [] for kind in kinds}
+    for n in range(rounds):
+        for kind in kinds:
+            part = n + 1 if rounds > 1 else None
+            loads[kind].append(_load(bench, rate, seconds / rounds, webhooks, kind, part))
+    return [_pooled(parts) for parts in loads.values()]
+
+
+def _pooled(parts: list[_Load]) -> Steady:
+    result = parts[0].result
+    if len(parts) > 1:
+        result.rounds = len(parts)
+        result.seconds = sum(p.result.seconds for p in parts)
+        result.events = sum(p.result.events for p in parts)
+        result.published_per_s = round(result.events / sum(p.load_seconds for p in parts), 1)
+        arrived, span = sum(p.arrivals for p in parts), sum(p.span for p in parts)
+        result.delivered_per_s = round(arrived / max(span, 1e-9), 1)
+        result.latency_ms = percentiles([ms for p in parts for ms in p.latencies])
+        result.cpu_seconds = {
+            name: round(sum(p.result.cpu_seconds.get(name, 0.0) for p in parts), 2)
+            for name in result.cpu_seconds
+        }
+        busy = sum(p.result.machine_busy_pct * p.load_seconds for p in parts)
+        result.machine_busy_pct = round(busy / sum(p.load_seconds for p in parts), 1)
+    return result
+
+
+def _load(
+    bench: Bench,
+    rate: float,
+    seconds: float,
+    webhooks: int,
+    extras: str | None,
+    part: int | None = None,
+) -> _Load:
     label = {None: "steady", "misbehaving": "isolation", "healthy": "control"}[extras]
     result = Steady(label, len(bench.worker_pids), rate, seconds)
     types = steady_types(webhooks)
-    tag = f"{label}{len(bench.worker_pids)}"
+    tag = f"{label}{len(bench.worker_pids)}" + (f"r{part}" if part else "")
     healthy = [
         bench.herald.create_webhook(f"{bench.stack.receiver_url}/{tag}/{i}", [kind])
         for i, kind in enumerate(types)
@@ -120,7 +184,8 @@ def run_steady(
         result.events = len(created) - len(warmup_ids)
         result.published_per_s = round(result.events / load_seconds, 1)
         result.delivered_per_s = round(len(arrivals) / max(last - started, 1e-9), 1)
-        result.latency_ms = percentiles(latencies_ms(arrivals, created))
+        latencies = latencies_ms(arrivals, created)
+        result.latency_ms = percentiles(latencies)
         if os.environ.get("HERALD_BENCH_KEEP"):
             timeline = bench.stack.tmp / f"timeline-{tag}.tsv"
             _write_timeline(timeline, arrivals, created, answered, started)
@@ -131,7 +196,7 @@ def run_steady(
             bench.herald.delete_webhook(webhook_id)
         if hole:
             hole.close()
-    return result
+    return _Load(result, latencies, load_seconds, len(arrivals), last - started)
 
 
 def _write_timeline(
