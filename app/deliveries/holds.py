@@ -68,7 +68,7 @@ class Holds:
 
     def for_breaker(self, endpoint_id: str, sends: list[Send], now: float) -> None:
         """Hold ``sends`` (claimed, unsent) and the endpoint's due backlog for its breaker."""
-        until = utcnow() + timedelta(seconds=breakers.holds_until(endpoint_id, now) - now)
+        until = _wall(breakers.holds_until(endpoint_id, now), now)
         self._hold(endpoint_id, sends, until)
         _held_upto[endpoint_id] = max(until, _held_upto.get(endpoint_id, until))
 
@@ -130,13 +130,18 @@ class Holds:
                 del _held_upto[endpoint_id]
                 resume(endpoint_id, upto)
             else:
-                probe = utcnow() + timedelta(seconds=breakers.reopens_at(endpoint_id, now) - now)
-                resume(endpoint_id, upto, due_at=probe)
+                resume(endpoint_id, upto, due_at=_wall(breakers.reopens_at(endpoint_id, now), now))
 
     def _hold(self, endpoint_id: str, sends: list[Send], until: datetime) -> None:
         earlier, _ = self.deferrals.get(endpoint_id, ([], until))
         self.deferrals[endpoint_id] = (earlier + sends, until)
         self.pushed[endpoint_id] = time.monotonic()
+
+
+def _wall(at: float, now: float) -> datetime:
+    """The breaker's monotonic time ``at`` (``now`` being the monotonic time now) as a UTC
+    datetime, for the database."""
+    return utcnow() + timedelta(seconds=at - now)
 
 
 def _write(deferrals: dict[str, tuple[list[Send], datetime]], resumes: dict[str, datetime]) -> None:

@@ -582,7 +582,7 @@ def drain(budget: float = 300.0, idle: float = 0.5) -> int:
             job.holding.hand_back(time.monotonic())
         except Exception:
             # Nothing is lost: a backlog left held long comes due when its hold ends.
-            log.exception("could not release %d claimed deliveries", len(unsent))
+            log.exception("could not release %d claimed deliveries or hand back holds", len(unsent))
     if any_due():
         rt.broker.request_drain()
     return made
