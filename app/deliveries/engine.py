@@ -23,12 +23,12 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
     update,
 )
 
 from app.crypto import SecretBox
 from app.deliveries.bulk import Move, finish_deliveries, insert_rows, on_postgres
+from app.deliveries.claimline import ClaimLine
 from app.deliveries.retry import RetryPolicy
 from app.extensions import db
 from app.ids import new_id
@@ -191,18 +191,18 @@ def claim_due(
     exclude: Iterable[str] = (),
     only: str | None = None,
     due_by: datetime | None = None,
+    line: ClaimLine | None = None,
 ) -> list[Send]:
     """Claim up to ``limit`` due deliveries (at most ``per_endpoint`` each) in one statement:
     none of the ``exclude``d endpoints' but tries an admin asked for; ``only`` one endpoint's,
-    counting as due what is due by ``due_by`` too (a breaker's probe takes a held one)."""
+    counting as due what is due by ``due_by`` too (a breaker's probe takes a held one).
+
+    On PostgreSQL the claim runs on ``line`` (a drain's own), or on one made for it."""
     now = utcnow()
     lease = now + timedelta(seconds=lease_seconds)
-    postgres = on_postgres()
     params = {
         "now": now,
         "lease": lease,
-        # Candidates are locked (SKIP LOCKED) before the per-endpoint cut: each one locked
-        # and not taken is a wasted write, so the window is only twice the claim.
         "window": limit * 2,
         "limit": limit,
         "per_endpoint": per_endpoint,
@@ -210,8 +210,18 @@ def claim_due(
         "only": only,
         "due_by": max(now, due_by or now),
     }
+    if not on_postgres():
+        rows = _claimed_sqlite(_claim_statement(only is not None), params)
+    elif line is None:
+        line = ClaimLine(db.engine)
+        try:
+            rows = line.claim(only is not None, params)
+        finally:
+            line.close()
+    else:
+        rows = line.claim(only is not None, params)
     sends = []
-    for row in _claimed(_claim_statement(postgres, only is not None), params, postgres):
+    for row in rows:
         secrets = _secrets_cached(row, box, now)
         sends.append(
             Send(
@@ -234,11 +244,10 @@ def claim_due(
 
 
 @functools.cache
-def _claim_statement(postgres: bool, one_endpoint: bool) -> Any:
-    """The claiming statement, built once: every value in it is a bound parameter.
-
-    Building the expression anew cost about as much CPU as running it, once per claim.
-    """
+def _claim_statement(one_endpoint: bool) -> Any:
+    """SQLite's claiming statement (PostgreSQL's is claimline.CLAIM), built once: every
+    value in it is a bound parameter. Building the expression anew cost about as much CPU
+    as running it, once per claim."""
     now = bindparam("now", type_=UTCDateTime())
     due_by = bindparam("due_by", type_=UTCDateTime()) if one_endpoint else None
     conditions = [
@@ -255,9 +264,6 @@ def _claim_statement(postgres: bool, one_endpoint: bool) -> Any:
         .where(*conditions)
         .order_by(DELIVERIES.c.next_attempt_at)
         .limit(bindparam("window", type_=Integer()))
-        # Workers claiming at once skip each other's rows instead of waiting on them: no
-        # lock waits, so no deadlock between two claims (PostgreSQL; SQLite has one writer).
-        .with_for_update(skip_locked=True)
         .subquery()
     )
     ranked = select(
@@ -271,14 +277,14 @@ def _claim_statement(postgres: bool, one_endpoint: bool) -> Any:
         .where(ranked.c.rank <= bindparam("per_endpoint", type_=Integer()))
         .limit(bindparam("limit", type_=Integer()))
     )
-    wanted = [DELIVERIES.c.id.in_(picked)]
-    if not postgres:
-        # On PostgreSQL the picked rows are locked by this very statement, the due
-        # conditions rechecked as each was locked; SQLite has no row locks to lean on.
-        wanted += [DELIVERIES.c.status == "pending", DELIVERIES.c.locked_until <= now]
-    claim = (
+    # SQLite has one writer and no row locks: the due conditions are checked again here.
+    return (
         update(DELIVERIES)
-        .where(*wanted)
+        .where(
+            DELIVERIES.c.id.in_(picked),
+            DELIVERIES.c.status == "pending",
+            DELIVERIES.c.locked_until <= now,
+        )
         .values(locked_until=bindparam("lease", type_=UTCDateTime()))
         .returning(
             DELIVERIES.c.id,
@@ -286,20 +292,6 @@ def _claim_statement(postgres: bool, one_endpoint: bool) -> Any:
             DELIVERIES.c.endpoint_id,
             DELIVERIES.c.attempts,
             DELIVERIES.c.trigger,
-        )
-    )
-    if not postgres:
-        return claim
-    # On PostgreSQL, one round trip: the UPDATE as a CTE, joined to its events and endpoints.
-    claimed = claim.cte("claimed")
-    return select(
-        claimed,
-        EVENTS.c.type.label("event_type"),
-        EVENTS.c.payload,
-        *ENDPOINT_COLUMNS,
-    ).select_from(
-        claimed.join(EVENTS, EVENTS.c.id == claimed.c.event_id).join(
-            ENDPOINTS, ENDPOINTS.c.id == claimed.c.endpoint_id
         )
     )
 
@@ -316,34 +308,9 @@ ENDPOINT_COLUMNS = (
 )
 
 
-# A claim touches a few hundred rows: index scans in order and nested loops are always the
-# plan, whatever the table's statistics say (set for the claim's transaction only). The
-# penalties that steer the planner inflate the plan's cost, so JIT is off too: it would
-# compile the claim every time (400 ms).
-INDEXED_PLAN = text(
-    "SELECT set_config('jit', 'off', true), "
-    + ", ".join(
-        f"set_config('enable_{kind}', 'off', true)"
-        for kind in ("sort", "seqscan", "bitmapscan", "hashjoin", "mergejoin")
-    )
-)
-
-
-def _claimed(claim: Any, params: dict[str, Any], postgres: bool) -> list[Any]:
-    """Run the claiming statement and return its rows with their event's and endpoint's columns.
-
-    On PostgreSQL the statement already joins them; elsewhere two more core selects.
-    Core rows, not ORM objects: this runs for every batch on the hot path.
-    """
-    if postgres:
-        # Read the due index in order and stop when the claim is full. Left to its own
-        # plan over a table not yet analysed (a burst into a new install), PostgreSQL
-        # guessed a few due rows and read, probed and sorted all of them: 55 to 550 ms a
-        # claim at 30,000 due instead of 3.
-        db.session.execute(INDEXED_PLAN)
-        joined = list(db.session.execute(claim, params).all())
-        db.session.commit()
-        return joined
+def _claimed_sqlite(claim: Any, params: dict[str, Any]) -> list[Any]:
+    """Run SQLite's claim, then read the claimed rows' event and endpoint columns.
+    Core rows, not ORM objects: this runs for every batch on the hot path."""
     rows = db.session.execute(claim, params).all()
     db.session.commit()
     if not rows:

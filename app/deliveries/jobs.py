@@ -17,12 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from flask import Flask, current_app
 
 from app.deliveries import holds
 from app.deliveries.breaker import Change, State
+from app.deliveries.claimline import ClaimLine
 from app.deliveries.engine import (
     ASKED_FOR,
     Send,
@@ -37,6 +37,7 @@ from app.extensions import db
 from app.logs import log_attempts
 from app.metrics import count_attempts
 from app.models import utcnow
+from app.queue import Wakes
 from app.runtime import Runtime, runtime
 from app.transport import Outcome
 
@@ -186,6 +187,7 @@ class Drain:
         self.throttled: dict[str, float] = {}  # endpoint -> monotonic time its limit allows more
         self.running = 0
         self.holding = holds.Holds(self.timeout)  # deferrals, written after each dispatch
+        self.line = ClaimLine(db.engine)  # this job's claims' own connection (PostgreSQL)
         # endpoint -> its last answer, or when its first send in flight went out
         self.answered: dict[str, float] = {}
         self.woken = False
@@ -312,12 +314,15 @@ class Drain:
                 self._drop(send)
         self.holding.for_breaker(endpoint_id, held_back, time.monotonic())
 
-    def _relay_wakes(self, wake: Any) -> None:
+    def _relay_wakes(self, wake: Wakes) -> None:
         """Pass each wake-up from Redis to the drain's queue, so a publish is heard at once
         even while the drain waits on answers (a hanging endpoint's, say)."""
         try:
             while not self.stopping.is_set():
-                if wake.get_message(timeout=0.2) is not None:
+                if wake.get(timeout=0.2):
+                    if self.stopping.is_set():
+                        wake.give_back()  # this drain is done: the wake-up is another's
+                        break
                     self.done.put(None)
         except Exception as exc:  # Redis went away: the drain polls the database instead
             if not self.stopping.is_set():
@@ -382,6 +387,7 @@ class Drain:
             PREFETCH * self.cap,  # so a fast endpoint's larger cap is kept busy too
             self.lease,
             exclude=exclude,
+            line=self.line,
         )
         self._queue(claimed, now)
         return len(claimed)
@@ -405,7 +411,9 @@ class Drain:
             if self.held.get(endpoint_id, 0) or endpoint_id in self.throttled:
                 return []
             held = self.holding.probe_due_by(endpoint_id)
-            return claim_due(self.rt.box, 1, 1, self.lease, only=endpoint_id, due_by=held)
+            return claim_due(
+                self.rt.box, 1, 1, self.lease, only=endpoint_id, due_by=held, line=self.line
+            )
         self.holding.push_open(endpoint_id, now)
         return []
 
@@ -572,6 +580,7 @@ def drain(budget: float = 300.0, idle: float = 0.5) -> int:
     try:
         job.run(recorder)
     finally:
+        job.line.close()
         made = recorder.close()
         # Claimed but never started (the loop stopped on an error): due again at once,
         # or when the lease ends if the database is what failed.
