@@ -98,6 +98,32 @@ def _answers(url: str) -> bool:
         return False
 
 
+# Each publish leaves a wake-up token that one drain takes. Every drain woke on every
+# publish before (pub/sub): with two workers both claimed at once, one of them for nothing,
+# and the steady load's p50 was 11 ms against 8 with one worker. A few tokens are kept, so a
+# burst still wakes more than one drain; stale ones cost a drain one empty claim.
+WAKE_TOKENS = 2
+WAKE_TTL = 5  # seconds
+
+
+class Wakes:
+    """A drain's end of the wake-up tokens, on a connection of its own (it blocks)."""
+
+    def __init__(self, conn: Redis, key: str) -> None:
+        self._conn = conn
+        self._key = key
+
+    def get(self, timeout: float) -> bool:
+        """Take a wake-up token, waiting up to ``timeout`` seconds for one."""
+        return self._conn.blpop([self._key], timeout=timeout) is not None
+
+    def give_back(self) -> None:
+        self._conn.rpush(self._key, "1")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class Broker:
     """Herald's handle on Redis: the delivery queue, drain wake-ups and live-log channels."""
 
@@ -149,12 +175,14 @@ class Broker:
         """
         key = f"{self.prefix}:drain-queued"
         try:
-            # One round trip: wake the drains already running (they claim at once instead
-            # of at their next poll), and queue a drain unless one is already waiting.
+            # One round trip: wake a drain already running (it claims at once instead of at
+            # its next poll), and queue a drain unless one is already waiting.
             pipe = self.redis.pipeline(transaction=False)
-            pipe.publish(self.wake_channel, "1")
+            pipe.rpush(self.wake_key, "1")
+            pipe.ltrim(self.wake_key, -WAKE_TOKENS, -1)
+            pipe.expire(self.wake_key, WAKE_TTL)
             pipe.set(key, "1", nx=True, ex=30)
-            if not pipe.execute()[1]:
+            if not pipe.execute()[3]:
                 return False
             self.queue().enqueue(DRAIN_JOB, result_ttl=0, failure_ttl=3600, job_timeout=600)
         except (redis.RedisError, OSError) as exc:
@@ -163,18 +191,18 @@ class Broker:
         return True
 
     @property
-    def wake_channel(self) -> str:
+    def wake_key(self) -> str:
         return f"{self.prefix}:wake"
 
-    def wake_listener(self) -> Any:
-        """A pub/sub subscription that hears every ``request_drain`` (None if Redis fails)."""
+    def wake_listener(self) -> Wakes | None:
+        """The wake-ups of ``request_drain``, each heard by one drain (None if Redis fails)."""
         try:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            pubsub.subscribe(self.wake_channel)
+            conn = self._connect(read_timeout=5)
+            conn.ping()
         except (redis.RedisError, OSError) as exc:
             log.warning("no wake-ups from Redis (polling instead): %s", exc)
             return None
-        return pubsub
+        return Wakes(conn, self.wake_key)
 
     def drain_started(self) -> None:
         """A drain has started: the next publish may wake another worker."""
