@@ -195,7 +195,9 @@ class Stack:
         if not self._wait_healthy(proc, timeout):
             raise BenchError(f"the web app did not answer /healthz within {timeout:g} s")
 
-    def start_workers(self, count: int, env: dict[str, str] | None = None) -> list[int]:
+    def start_workers(
+        self, count: int, env: dict[str, str] | None = None, timeout: float = 30
+    ) -> list[int]:
         saved = self.env
         if env:
             self.env = {**self.env, **env}
@@ -206,10 +208,16 @@ class Stack:
             ]
         finally:
             self.env = saved
-        time.sleep(0.5)
+        # A load started before the workers listen (a second of imports) measured their
+        # start-up: its first ticks waited for a drain and came out 90-260 ms.
+        deadline = time.monotonic() + timeout
         for proc in procs:
-            if proc.popen.poll() is not None:
-                raise BenchError(f"{proc.name} exited at start:\n{self.tail(proc)}")
+            while "Listening on" not in self.tail(proc, 100_000):
+                if proc.popen.poll() is not None:
+                    raise BenchError(f"{proc.name} exited at start:\n{self.tail(proc)}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{proc.name} did not start within {timeout:g} s")
+                time.sleep(0.05)
         self.worker_procs = procs
         return [p.popen.pid for p in procs]
 
