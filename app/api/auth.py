@@ -25,10 +25,10 @@ def require_api_key() -> tuple[Response, int] | None:
     if scheme.lower() != "bearer" or not token.strip():
         return error_response(401, "missing or invalid API key")
     key = db.session.execute(
-        select(ApiKey).where(
+        select(ApiKey.id, ApiKey.last_used_at).where(
             ApiKey.key_hash == hash_api_key(token.strip()), ApiKey.revoked_at.is_(None)
         )
-    ).scalar_one_or_none()
+    ).one_or_none()
     if key is None:
         return error_response(401, "missing or invalid API key")
     now = utcnow()

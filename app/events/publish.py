@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.deliveries.bulk import insert_rows
+from app.deliveries.bulk import insert_family
 from app.deliveries.engine import payload_json
 from app.errors import Conflict, Invalid, parse
 from app.events.catalogue import check_data, load_types
@@ -28,6 +28,11 @@ from app.runtime import runtime
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 EVENTS = Event.__table__
 DELIVERIES = Delivery.__table__
+ENDPOINTS = Endpoint.__table__
+# Core rows, not ORM objects: every publish reads every live endpoint.
+LIVE_ENDPOINTS = select(ENDPOINTS.c.id, ENDPOINTS.c.events, ENDPOINTS.c.held_until).where(
+    ENDPOINTS.c.status == "active", ENDPOINTS.c.deleted_at.is_(None)
+)
 
 
 @dataclass(frozen=True)
@@ -123,11 +128,7 @@ def _previous(keys: list[str | None], hashes: list[str]) -> dict[int, Event]:
 
 def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) -> list[Published]:
     earlier = _previous(keys, hashes)
-    endpoints = list(
-        db.session.execute(
-            select(Endpoint).where(Endpoint.status == "active", Endpoint.deleted_at.is_(None))
-        ).scalars()
-    )
+    endpoints = db.session.execute(LIVE_ENDPOINTS).all()
     now = utcnow()
     # Deliveries to an endpoint a worker holds are inserted held (next_attempt_at), so no
     # claim meets them and no worker has to move them after.
@@ -164,7 +165,7 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
                 "coalesce_key": spec.coalesce_key,
             }
         )
-        targets = [ep.id for ep in endpoints if ep.subscribes_to(spec.type)]
+        targets = [ep.id for ep in endpoints if "*" in ep.events or spec.type in ep.events]
         delivery_rows.extend(
             {
                 "id": new_id("dlv"),
@@ -180,9 +181,11 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
         if spec.coalesce_key:
             newest_by_coalesce[(spec.coalesce_key, spec.type)] = (event_id, targets)
         results.append(Published(event_id, spec.type, now, len(targets)))
-    insert_rows(EVENTS, event_rows, created_at=now)
     due = {} if held else {"next_attempt_at": now}  # else in each row: one statement still
-    insert_rows(DELIVERIES, delivery_rows, **due, locked_until=EPOCH, created_at=now)
+    insert_family(
+        (EVENTS, event_rows, {"created_at": now}),
+        (DELIVERIES, delivery_rows, {**due, "locked_until": EPOCH, "created_at": now}),
+    )
     for (coalesce_key, type_name), (newest, targets) in newest_by_coalesce.items():
         supersede(coalesce_key, type_name, newest, targets, now)
     db.session.commit()
