@@ -9,9 +9,10 @@ whose requests all hang until Herald's timeout, one that answers 500 to everythi
 triples the deliveries each event makes, so a control run has the same two extra webhooks
 answering 204: isolation proper is the misbehaving run against the control.
 
-``run_interleaved`` takes the loads in turn, a few rounds each, and pools each one's rounds:
-a slow stretch of a shared two-core machine (seen as 20-40 ms publishes, whichever load ran
-then) then falls on every load alike instead of deciding one of them.
+``run_interleaved`` takes the loads in turn, a few rounds each (every other round in reverse
+order), and pools each one's rounds: a slow stretch of a shared two-core machine (seen as
+20-40 ms publishes, whichever load ran then), or the tables' growth, then falls on every
+load alike instead of deciding one of them.
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ def run_interleaved(
     for ``seconds / rounds`` each, with each load's rounds pooled."""
     loads: dict[str | None, list[_Load]] = {kind: [] for kind in kinds}
     for n in range(rounds):
-        for kind in kinds:
+        # Every other round in reverse: each load takes the turns after the others as often
+        # as before them (the tables grow with every round, and a claim or an insert costs a
+        # little more on a bigger one: taken in one order, the last load paid all of it).
+        for kind in kinds if n % 2 == 0 else kinds[::-1]:
             part = n + 1 if rounds > 1 else None
             loads[kind].append(_load(bench, rate, seconds / rounds, webhooks, kind, part))
     return [_pooled(parts) for parts in loads.values()]
