@@ -101,7 +101,7 @@ def backend_info(stack: Stack) -> dict[str, str]:
         "herald": __version__,
         "database": database,
         "redis": f"{kind}, redis {redis_version}",
-        "web": "gunicorn -w 2 -k gthread --threads 4",
+        "web": "gunicorn -w 2 -k gthread --threads 4 --keep-alive 75",
         "receiver": stack.receiver_kind,
     }
 

@@ -184,6 +184,10 @@ class Stack:
         gunicorn = [
             _bin("gunicorn"),
             *("-w", "2", "-k", "gthread", "--threads", "4"),
+            # As deploy/gunicorn.conf.py: with gunicorn's 2 s, the benchmark's kept-alive
+            # connection was closed while it waited for new workers to start, and its next
+            # call failed ("Remote end closed connection without response").
+            *("--keep-alive", "75"),
             *("-b", f"127.0.0.1:{port}", "wsgi:app"),
         ]
         proc = self._spawn("web", gunicorn)
