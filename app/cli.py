@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 import threading
 from typing import Any
 
 import click
+import redis
 from flask import Flask, current_app
 from rq import SimpleWorker
 from sqlalchemy import select
@@ -17,6 +19,8 @@ from app.apikeys import create_api_key
 from app.extensions import db
 from app.models import Endpoint, User
 from app.runtime import runtime
+
+log = logging.getLogger(__name__)
 
 
 def create_user(email: str, password: str) -> User:
@@ -155,3 +159,18 @@ class _FreshSessionWorker(SimpleWorker):
             return super().execute_job(job, queue)
         finally:
             db.session.remove()
+
+    # RQ ends its loop, and with it this worker, on an error in its registry clean-up or its
+    # suspension check (seen: Redis restarted while the clean-up ran at start-up). A Redis
+    # outage there only postpones them; the dequeue that follows waits for Redis by itself.
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("RQ's registry clean-up failed (trying again later): %s", exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("could not check whether workers are suspended: %s", exc)

@@ -99,9 +99,9 @@ def _answers(url: str) -> bool:
 
 
 # Each publish leaves a wake-up token that one drain takes. Every drain woke on every
-# publish before (pub/sub): with two workers both claimed at once, one of them for nothing,
-# and the steady load's p50 was 11 ms against 8 with one worker. A few tokens are kept, so a
-# burst still wakes more than one drain; stale ones cost a drain one empty claim.
+# publish before (pub/sub): with two workers both claimed at once, one of them for nothing.
+# A few tokens are kept, so a burst still wakes more than one drain; stale ones cost a
+# drain one empty claim.
 WAKE_TOKENS = 2
 WAKE_TTL = 5  # seconds
 

@@ -12,6 +12,7 @@ from unittest import mock
 
 import pytest
 from flask import Flask
+from rq import SimpleWorker
 
 from app.queue import Broker
 from app.runtime import runtime
@@ -150,3 +151,18 @@ def test_it_waits_for_jobs_quietly_past_the_redis_read_timeout(env: dict[str, st
         output, _ = proc.communicate(timeout=20)
     assert "Listening on" in output
     assert "could not connect to Redis" not in output
+
+
+def test_a_redis_outage_in_rqs_upkeep_does_not_end_the_worker(app: Flask) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from app.cli import _FreshSessionWorker
+
+    broker = runtime().broker
+    worker = _FreshSessionWorker([broker.queue()], connection=broker.redis)
+    outage = RedisConnectionError("Connection closed by server.")
+    # RQ's work loop quits on whatever these raise; they must swallow an outage instead.
+    with mock.patch.object(SimpleWorker, "clean_registries", side_effect=outage):
+        worker.run_maintenance_tasks()
+    with mock.patch("rq.worker.base.is_suspended", side_effect=outage):
+        worker.check_for_suspension(burst=False)
