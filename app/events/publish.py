@@ -22,7 +22,7 @@ from app.events.catalogue import check_data, load_types
 from app.events.schemas import EventBatchIn, EventIn
 from app.extensions import db
 from app.ids import new_id
-from app.models import EPOCH, Delivery, Endpoint, Event, utcnow
+from app.models import EPOCH, Delivery, Endpoint, Event, subscribes, utcnow
 from app.runtime import runtime
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -165,7 +165,7 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
                 "coalesce_key": spec.coalesce_key,
             }
         )
-        targets = [ep.id for ep in endpoints if "*" in ep.events or spec.type in ep.events]
+        targets = [ep.id for ep in endpoints if subscribes(ep.events, spec.type)]
         delivery_rows.extend(
             {
                 "id": new_id("dlv"),
