@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from app.deliveries import holds
+from app.deliveries import holds, jobs
 from app.deliveries.breaker import Breakers, Change, State
 from app.deliveries.engine import claim_due, defer_due, release, resume
 from app.deliveries.jobs import drain
@@ -295,6 +295,62 @@ def test_a_drain_that_ends_hands_back_what_it_held(api: Api, monkeypatch: Any) -
     assert rows["stalled"].next_attempt_at <= utcnow()  # no drain left to hear it answer
     assert rows["later"].next_attempt_at == now + timedelta(minutes=30)  # never held
     assert holds._held_upto == {hook: held}  # a closing still brings forward all it held
+
+
+def probing_drain(monkeypatch: Any) -> tuple[jobs.Drain, list[str]]:
+    """A drain (not run) whose probe claims are counted, and an empty breaker list."""
+    db.session.commit()  # bare_webhooks's removal of the deliveries
+    monkeypatch.setattr(holds, "breakers", Breakers(threshold=1, first=0.0, longest=60.0))
+    monkeypatch.setattr(holds, "_held_upto", {})
+    claims: list[str] = []
+    real = jobs.claim_due
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        claims.append(kwargs["only"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "claim_due", counted)
+    job = jobs.Drain(runtime(), budget=10.0, idle=0.5)
+    job.stopping.set()  # its wake-up relay stops at its next poll
+    return job, claims
+
+
+def test_a_half_open_breaker_with_nothing_to_probe_looks_again_only_later(
+    api: Api, monkeypatch: Any
+) -> None:
+    [hook], _ = bare_webhooks(api, 1)
+    job, claims = probing_drain(monkeypatch)
+    clock = time.monotonic()
+    holds.breakers.observe(hook, False, clock)  # open for 0 s: half-open at once
+
+    try:
+        for _ in range(5):  # five claims in a row find nothing to probe with
+            assert job._probe(hook, clock) == []
+        assert claims == [hook]  # one look, not five
+        assert job._probe(hook, clock + jobs.PROBE_IDLE) == []
+        assert claims == [hook, hook]
+    finally:
+        job.line.close()
+    assert not holds.breakers.closed(hook)  # still failing as far as anyone knows
+
+
+def test_a_deleted_endpoints_breaker_is_forgotten_at_its_first_empty_probe(
+    api: Api, monkeypatch: Any
+) -> None:
+    [hook], _ = bare_webhooks(api, 1)
+    job, claims = probing_drain(monkeypatch)
+    clock = time.monotonic()
+    holds.breakers.observe(hook, False, clock)
+    holds._held_upto[hook] = utcnow()
+    assert api.delete(f"/v1/webhooks/{hook}").status_code == 204
+
+    try:
+        assert job._probe(hook, clock) == []
+    finally:
+        job.line.close()
+    assert holds.breakers.not_closed() == []  # nothing probes, pushes or hands it back
+    assert holds._held_upto == {}
+    assert claims == [hook]
 
 
 # With a real drain and receiver.

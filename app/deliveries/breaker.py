@@ -73,6 +73,11 @@ class Breakers:
         with self._lock:
             return [ep for ep, b in self._breakers.items() if b.failures >= self.threshold]
 
+    def forget(self, endpoint_id: str) -> None:
+        """Drop an endpoint's breaker (the endpoint is gone: nothing is owed to it)."""
+        with self._lock:
+            self._breakers.pop(endpoint_id, None)
+
     def state(self, endpoint_id: str, now: float) -> State:
         breaker = self._breakers.get(endpoint_id)
         if breaker is None or breaker.failures < self.threshold:

@@ -176,6 +176,19 @@ def due_filter(now: Any, due_by: Any = None) -> list[Any]:
     ]
 
 
+def endpoint_is_live(endpoint_id: str) -> bool:
+    """Whether deliveries to this endpoint can still be claimed (active, not deleted)."""
+    found = db.session.execute(
+        select(ENDPOINTS.c.id).where(
+            ENDPOINTS.c.id == endpoint_id,
+            ENDPOINTS.c.status == "active",
+            ENDPOINTS.c.deleted_at.is_(None),
+        )
+    ).first()
+    db.session.rollback()
+    return found is not None
+
+
 def any_due(now: datetime | None = None) -> bool:
     now = now or utcnow()
     row = db.session.execute(select(DELIVERIES.c.id).where(*due_filter(now)).limit(1)).first()

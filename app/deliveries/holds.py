@@ -105,6 +105,14 @@ class Holds:
         if upto is not None:
             self.resumes[endpoint_id] = upto
 
+    def forget(self, endpoint_id: str) -> None:
+        """An endpoint deleted or disabled: drop its breaker and what was held for it, or
+        every claim and every drain's end kept asking after it for the process's life."""
+        breakers.forget(endpoint_id)
+        _held_upto.pop(endpoint_id, None)
+        self.stalled.pop(endpoint_id, None)
+        self.pushed.pop(endpoint_id, None)
+
     @staticmethod
     def probe_due_by(endpoint_id: str) -> datetime | None:
         """How far ahead a half-open breaker's probe may take a held delivery."""

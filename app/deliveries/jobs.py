@@ -30,9 +30,11 @@ from app.deliveries.engine import (
     any_due,
     build_headers,
     claim_due,
+    endpoint_is_live,
     record,
     release,
 )
+from app.events import fanouts
 from app.extensions import db
 from app.logs import log_attempts
 from app.metrics import count_attempts
@@ -72,6 +74,10 @@ FLUSH_EVERY = 0.02  # seconds a finished attempt may wait to be written with oth
 FLUSH_MAX = 500  # attempts written per bulk statement at most
 IDLE_POLL = 0.01  # seconds between claims when nothing was due and no wake-ups can come
 WOKEN_POLL = 0.05  # the same with wake-ups: only retries coming due are found by polling
+# seconds before a half-open breaker whose probe found nothing to send looks again: each
+# look is a claim, and looking at every claim (as when an endpoint went quiet, or was
+# deleted with its breaker open) slowed every other endpoint's claims
+PROBE_IDLE = 1.0
 
 Result = tuple[Send, Outcome]
 Chore = Callable[[], None]  # a database write the drain's thread should not wait for
@@ -185,6 +191,7 @@ class Drain:
         self.inflight: dict[str, int] = {}
         self.held: dict[str, int] = {}  # ready + in flight, per endpoint
         self.throttled: dict[str, float] = {}  # endpoint -> monotonic time its limit allows more
+        self.unprobed: dict[str, float] = {}  # endpoint -> when its breaker may look again
         self.running = 0
         self.holding = holds.Holds(self.timeout)  # deferrals, written after each dispatch
         self.line = ClaimLine(db.engine)  # this job's claims' own connection (PostgreSQL)
@@ -410,10 +417,18 @@ class Drain:
         if holds.breakers.state(endpoint_id, now) is State.HALF_OPEN:
             if self.held.get(endpoint_id, 0) or endpoint_id in self.throttled:
                 return []
+            if now < self.unprobed.get(endpoint_id, 0.0):
+                return []
             held = self.holding.probe_due_by(endpoint_id)
-            return claim_due(
+            probe = claim_due(
                 self.rt.box, 1, 1, self.lease, only=endpoint_id, due_by=held, line=self.line
             )
+            if not probe:  # nothing owed to it, held or not
+                if endpoint_is_live(endpoint_id):
+                    self.unprobed[endpoint_id] = now + PROBE_IDLE
+                else:  # deleted or disabled: nothing will be
+                    self.holding.forget(endpoint_id)
+            return probe
         self.holding.push_open(endpoint_id, now)
         return []
 
@@ -598,11 +613,13 @@ def drain(budget: float = 300.0, idle: float = 0.5) -> int:
 
 
 def sweep_forever(app: Flask, stop: threading.Event) -> None:
-    """Every sweep interval, wake a worker if anything is due (Redis may have lost the job)."""
+    """Every sweep interval, wake a worker if anything is due (Redis may have lost the job),
+    after writing the held deliveries a publish left unwritten (app/events/fanouts.py)."""
     with app.app_context():
         rt = runtime()
         while not stop.wait(rt.settings.sweep_interval):
             try:
+                fanouts.write_stale()
                 if any_due():
                     rt.broker.request_drain()
             except Exception:  # a database or Redis outage must not kill the sweeper
