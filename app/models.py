@@ -169,6 +169,21 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
     )
 
 
+class HeldFanout(db.Model):  # type: ignore[name-defined,misc]
+    """A publish's deliveries to held endpoints, written just after its commit.
+
+    The publish commits this row with its events and their other deliveries, and writes
+    the held deliveries it lists in a second transaction, deleting it; if that never
+    happens (a crash, an outage), the sweeper does it (app/events/fanouts.py).
+    """
+
+    __tablename__ = "held_fanouts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("hfo"))
+    rows: Mapped[str] = mapped_column(Text)  # the deliveries, a JSON array of their columns
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Attempt(db.Model):  # type: ignore[name-defined,misc]
     """One HTTP request of a delivery, logged whatever its outcome."""
 

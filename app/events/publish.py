@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from app.deliveries.bulk import insert_family
 from app.deliveries.engine import payload_json
 from app.errors import Conflict, Invalid, parse
+from app.events import fanouts
 from app.events.catalogue import check_data, load_types
 from app.events.schemas import EventBatchIn, EventIn
 from app.extensions import db
@@ -131,11 +132,15 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
     endpoints = db.session.execute(LIVE_ENDPOINTS).all()
     now = utcnow()
     # Deliveries to an endpoint a worker holds are inserted held (next_attempt_at), so no
-    # claim meets them and no worker has to move them after.
+    # claim meets them and no worker has to move them after. They are written just after
+    # the commit (fanouts.py), off the other deliveries' path, unless the batch coalesces:
+    # a newer event's supersede must find an older one's held deliveries already written.
     held = {ep.id: ep.held_until for ep in endpoints if ep.held_until and ep.held_until > now}
+    held_inline = bool(held) and any(spec.coalesce_key for spec in specs)
     results: list[Published] = []
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
+    later: fanouts.Held = {}  # held endpoint -> (held until, its events)
     newest_by_coalesce: dict[tuple[str, str], tuple[str, list[str]]] = {}
     for i, spec in enumerate(specs):
         if i in earlier:
@@ -166,31 +171,37 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
             }
         )
         targets = [ep.id for ep in endpoints if subscribes(ep.events, spec.type)]
-        delivery_rows.extend(
-            {
+        for endpoint_id in targets:
+            if endpoint_id in held and not held_inline:
+                later.setdefault(endpoint_id, (held[endpoint_id], []))[1].append(event_id)
+                continue
+            row: dict[str, Any] = {
                 "id": new_id("dlv"),
                 "event_id": event_id,
                 "endpoint_id": endpoint_id,
                 "status": "pending",
                 "attempts": 0,
                 "trigger": "scheduled",
-                **({"next_attempt_at": held.get(endpoint_id, now)} if held else {}),
             }
-            for endpoint_id in targets
-        )
+            if held_inline:
+                row["next_attempt_at"] = held.get(endpoint_id, now)
+            delivery_rows.append(row)
         if spec.coalesce_key:
             newest_by_coalesce[(spec.coalesce_key, spec.type)] = (event_id, targets)
         results.append(Published(event_id, spec.type, now, len(targets)))
-    due = {} if held else {"next_attempt_at": now}  # else in each row: one statement still
+    due = {} if held_inline else {"next_attempt_at": now}  # else in each row: one statement
     insert_family(
         (EVENTS, event_rows, {"created_at": now}),
         (DELIVERIES, delivery_rows, {**due, "locked_until": EPOCH, "created_at": now}),
     )
     for (coalesce_key, type_name), (newest, targets) in newest_by_coalesce.items():
         supersede(coalesce_key, type_name, newest, targets, now)
+    fanout = fanouts.stash(later, now) if later else None
     db.session.commit()
     if delivery_rows:
         runtime().broker.request_drain()
+    if fanout:
+        fanouts.write(fanout, later, now)
     return results
 
 

@@ -1,0 +1,119 @@
+"""A held endpoint's deliveries: written just after the publish's commit, never lost."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from app.events import fanouts
+from app.extensions import db
+from app.models import Delivery, Endpoint, HeldFanout, utcnow
+from app.runtime import runtime
+from tests.conftest import Api
+
+
+def held_and_free(api: Api) -> tuple[str, str, datetime]:
+    api.event_type("user.created")
+    held = api.webhook("http://127.0.0.1:9/held")["id"]
+    free = api.webhook("http://127.0.0.1:9/free")["id"]
+    until = utcnow() + timedelta(seconds=30)
+    db.session.execute(update(Endpoint).where(Endpoint.id == held).values(held_until=until))
+    db.session.commit()
+    return held, free, until
+
+
+def due_times(*endpoint_ids: str) -> dict[str, list[datetime]]:
+    db.session.expire_all()
+    rows = db.session.execute(
+        select(Delivery.endpoint_id, Delivery.next_attempt_at).where(
+            Delivery.endpoint_id.in_(endpoint_ids)
+        )
+    ).all()
+    db.session.rollback()
+    found: dict[str, list[datetime]] = {e: [] for e in endpoint_ids}
+    for endpoint_id, at in rows:
+        found[endpoint_id].append(at)
+    return found
+
+
+def lists_left() -> int:
+    count = db.session.execute(select(func.count()).select_from(HeldFanout)).scalar_one()
+    db.session.rollback()
+    return int(count)
+
+
+def test_held_deliveries_are_written_after_the_wake_up_and_leave_no_list(
+    api: Api, monkeypatch: Any
+) -> None:
+    held, free, until = held_and_free(api)
+    broker = runtime().broker
+    woken_with: list[dict[str, list[datetime]]] = []
+    wake = broker.request_drain
+    monkeypatch.setattr(
+        broker, "request_drain", lambda: woken_with.append(due_times(held, free)) or wake()
+    )
+
+    published = api.publish("user.created")
+
+    assert published["deliveries"] == 2
+    [seen] = woken_with
+    assert seen[held] == []  # the free one went first
+    assert len(seen[free]) == 1
+    after = due_times(held, free)
+    assert after[held] == [until]  # then the held one, held
+    assert lists_left() == 0
+
+
+def test_a_publish_that_fails_after_its_commit_leaves_them_to_the_sweeper(
+    api: Api, monkeypatch: Any
+) -> None:
+    held, free, until = held_and_free(api)
+    take = fanouts._take
+
+    def outage(*args: Any) -> bool:
+        raise OSError("the database went away")
+
+    monkeypatch.setattr(fanouts, "_take", outage)
+    assert api.publish("user.created")["deliveries"] == 2  # published: it has committed
+    assert due_times(held, free)[held] == []
+    assert lists_left() == 1
+
+    monkeypatch.setattr(fanouts, "_take", take)
+    assert fanouts.write_stale() == 0  # too fresh: its publish may still be writing it
+    later = utcnow() + fanouts.GRACE + timedelta(seconds=1)
+    assert fanouts.write_stale(later) == 1
+    assert fanouts.write_stale(later) == 0
+
+    after = due_times(held, free)
+    assert after[held] == [until]
+    assert len(after[free]) == 1
+    assert lists_left() == 0
+
+
+def test_a_list_is_written_once_by_whoever_takes_it_first(api: Api) -> None:
+    held, _, until = held_and_free(api)
+    event_id = api.publish("user.created")["id"]
+    listed: fanouts.Held = {held: (until, [event_id])}
+    now = utcnow()
+    fanout = fanouts.stash(listed, now)
+    db.session.commit()
+
+    assert fanouts.write_stale(now + fanouts.GRACE + timedelta(seconds=1)) == 1  # the sweeper
+    fanouts.write(fanout, listed, now)  # then the publish, late: it finds the list gone
+
+    assert due_times(held)[held] == [until, until]  # the publish's own, and this one, once
+
+
+def test_a_coalescing_publish_writes_held_deliveries_in_its_own_transaction(
+    api: Api, monkeypatch: Any
+) -> None:
+    held, free, until = held_and_free(api)
+    stashed: list[Any] = []
+    monkeypatch.setattr(fanouts, "stash", lambda *args: stashed.append(args))
+
+    api.publish("user.created", coalesce_key="user_1")
+
+    assert stashed == []
+    assert due_times(held, free)[held] == [until]
