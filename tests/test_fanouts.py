@@ -92,6 +92,24 @@ def test_a_publish_that_fails_after_its_commit_leaves_them_to_the_sweeper(
     assert lists_left() == 0
 
 
+def test_a_list_left_for_the_sweeper_skips_an_endpoint_deleted_meanwhile(
+    api: Api, monkeypatch: Any
+) -> None:
+    held, _, _ = held_and_free(api)
+
+    def outage(*args: Any) -> bool:
+        raise OSError("the database went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fanouts, "_take", outage)
+        api.publish("user.created")
+    assert api.delete(f"/v1/webhooks/{held}").status_code == 204
+
+    assert fanouts.write_stale(utcnow() + fanouts.GRACE + timedelta(seconds=1)) == 1
+    assert due_times(held)[held] == []  # nothing pending to a deleted webhook
+    assert lists_left() == 0
+
+
 def test_a_list_is_written_once_by_whoever_takes_it_first(api: Api) -> None:
     held, _, until = held_and_free(api)
     event_id = api.publish("user.created")["id"]

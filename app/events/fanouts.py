@@ -20,12 +20,13 @@ from sqlalchemy import delete, insert, select
 from app.deliveries.bulk import insert_rows
 from app.extensions import db
 from app.ids import new_id
-from app.models import EPOCH, Delivery, HeldFanout, utcnow
+from app.models import EPOCH, Delivery, Endpoint, HeldFanout, utcnow
 
 log = logging.getLogger(__name__)
 
 FANOUTS = HeldFanout.__table__
 DELIVERIES = Delivery.__table__
+ENDPOINTS = Endpoint.__table__
 # A list older than this was left by a publish that did not finish (it writes its own
 # within milliseconds of committing it).
 GRACE = timedelta(seconds=5)
@@ -76,10 +77,19 @@ def write_stale(now: datetime | None = None) -> int:
 
 
 def _take(fanout_id: str, held: Held, created_at: datetime) -> bool:
-    """Delete the list and, if this call is the one that did, write its deliveries."""
+    """Delete the list and, if this call is the one that did, write its deliveries (to the
+    endpoints not deleted meanwhile: a delete cancels what is pending, and these would not
+    be). The endpoints are share-locked, so a delete either waits and then cancels these
+    too, or commits first and is seen here."""
     result = db.session.execute(delete(FANOUTS).where(FANOUTS.c.id == fanout_id))
     deleted = bool(result.rowcount)  # type: ignore[attr-defined]
     if deleted:
+        kept = db.session.execute(
+            select(ENDPOINTS.c.id)
+            .where(ENDPOINTS.c.id.in_(list(held)), ENDPOINTS.c.deleted_at.is_(None))
+            .with_for_update(read=True)
+        )
+        live = set(kept.scalars())
         rows = [
             {
                 "id": new_id("dlv"),
@@ -88,6 +98,7 @@ def _take(fanout_id: str, held: Held, created_at: datetime) -> bool:
                 "next_attempt_at": until,
             }
             for endpoint_id, (until, events) in held.items()
+            if endpoint_id in live
             for event_id in events
         ]
         insert_rows(
