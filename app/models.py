@@ -180,7 +180,8 @@ class HeldFanout(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "held_fanouts"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("hfo"))
-    rows: Mapped[str] = mapped_column(Text)  # the deliveries, a JSON array of their columns
+    # JSON: [[endpoint id, held until (ISO), [event ids]], ...]
+    rows: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -297,8 +297,10 @@ def test_a_drain_that_ends_hands_back_what_it_held(api: Api, monkeypatch: Any) -
     assert holds._held_upto == {hook: held}  # a closing still brings forward all it held
 
 
-def probing_drain(monkeypatch: Any) -> tuple[jobs.Drain, list[str]]:
-    """A drain (not run) whose probe claims are counted, and an empty breaker list."""
+def probing_drain(api: Api, monkeypatch: Any) -> tuple[jobs.Drain, list[str], str, float]:
+    """A drain (not run) whose probe claims are counted, a webhook with nothing owed to it
+    whose breaker (the only one) is half-open, and the clock it is half-open at."""
+    [hook], _ = bare_webhooks(api, 1)
     db.session.commit()  # bare_webhooks's removal of the deliveries
     monkeypatch.setattr(holds, "breakers", Breakers(threshold=1, first=0.0, longest=60.0))
     monkeypatch.setattr(holds, "_held_upto", {})
@@ -312,16 +314,15 @@ def probing_drain(monkeypatch: Any) -> tuple[jobs.Drain, list[str]]:
     monkeypatch.setattr(jobs, "claim_due", counted)
     job = jobs.Drain(runtime(), budget=10.0, idle=0.5)
     job.stopping.set()  # its wake-up relay stops at its next poll
-    return job, claims
+    clock = time.monotonic()
+    holds.breakers.observe(hook, False, clock)  # open for 0 s: half-open at once
+    return job, claims, hook, clock
 
 
 def test_a_half_open_breaker_with_nothing_to_probe_looks_again_only_later(
     api: Api, monkeypatch: Any
 ) -> None:
-    [hook], _ = bare_webhooks(api, 1)
-    job, claims = probing_drain(monkeypatch)
-    clock = time.monotonic()
-    holds.breakers.observe(hook, False, clock)  # open for 0 s: half-open at once
+    job, claims, hook, clock = probing_drain(api, monkeypatch)
 
     try:
         for _ in range(5):  # five claims in a row find nothing to probe with
@@ -337,10 +338,7 @@ def test_a_half_open_breaker_with_nothing_to_probe_looks_again_only_later(
 def test_a_deleted_endpoints_breaker_is_forgotten_at_its_first_empty_probe(
     api: Api, monkeypatch: Any
 ) -> None:
-    [hook], _ = bare_webhooks(api, 1)
-    job, claims = probing_drain(monkeypatch)
-    clock = time.monotonic()
-    holds.breakers.observe(hook, False, clock)
+    job, claims, hook, clock = probing_drain(api, monkeypatch)
     holds._held_upto[hook] = utcnow()
     assert api.delete(f"/v1/webhooks/{hook}").status_code == 204
 

@@ -152,6 +152,10 @@ def attempt(transport: Transport, send: Send) -> tuple[Send, Outcome]:
     return send, transport.post(send.url, send.payload, send.headers)
 
 
+# An endpoint deliveries can go to: active and not deleted (claims, probes and publishes).
+LIVE_ENDPOINT = (ENDPOINTS.c.status == "active", ENDPOINTS.c.deleted_at.is_(None))
+
+
 def due_filter(now: Any, due_by: Any = None) -> list[Any]:
     """Deliveries owed at ``now`` (a datetime or a bound parameter): pending, due (by
     ``due_by`` if given), not leased, to a live active endpoint."""
@@ -161,11 +165,7 @@ def due_filter(now: Any, due_by: Any = None) -> list[Any]:
     # keeps the subquery from being pulled up into a join.
     live = (
         select(ENDPOINTS.c.id)
-        .where(
-            ENDPOINTS.c.id == DELIVERIES.c.endpoint_id,
-            ENDPOINTS.c.status == "active",
-            ENDPOINTS.c.deleted_at.is_(None),
-        )
+        .where(ENDPOINTS.c.id == DELIVERIES.c.endpoint_id, *LIVE_ENDPOINT)
         .offset(0)
     )
     return [
@@ -179,11 +179,7 @@ def due_filter(now: Any, due_by: Any = None) -> list[Any]:
 def endpoint_is_live(endpoint_id: str) -> bool:
     """Whether deliveries to this endpoint can still be claimed (active, not deleted)."""
     found = db.session.execute(
-        select(ENDPOINTS.c.id).where(
-            ENDPOINTS.c.id == endpoint_id,
-            ENDPOINTS.c.status == "active",
-            ENDPOINTS.c.deleted_at.is_(None),
-        )
+        select(ENDPOINTS.c.id).where(ENDPOINTS.c.id == endpoint_id, *LIVE_ENDPOINT)
     ).first()
     db.session.rollback()
     return found is not None

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.deliveries.bulk import insert_family
-from app.deliveries.engine import payload_json
+from app.deliveries.engine import LIVE_ENDPOINT, payload_json
 from app.errors import Conflict, Invalid, parse
 from app.events import fanouts
 from app.events.catalogue import check_data, load_types
@@ -32,7 +32,7 @@ DELIVERIES = Delivery.__table__
 ENDPOINTS = Endpoint.__table__
 # Core rows, not ORM objects: every publish reads every live endpoint.
 LIVE_ENDPOINTS = select(ENDPOINTS.c.id, ENDPOINTS.c.events, ENDPOINTS.c.held_until).where(
-    ENDPOINTS.c.status == "active", ENDPOINTS.c.deleted_at.is_(None)
+    *LIVE_ENDPOINT
 )
 
 
