@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.cli import create_api_key
+from app.events import fanouts
 from app.extensions import db
 from app.queue import start_embedded_redis
 from tests.receiver import Receiver
@@ -110,6 +111,7 @@ def app(env: dict[str, str]) -> Iterator[Flask]:
     with app.app_context():
         _clean(app)  # before too: session-scoped servers (browser tests) leave rows behind
         yield app
+        fanouts.writer.flush()  # before the tables are emptied under it
         db.session.remove()
         _clean(app)
         db.engine.dispose()

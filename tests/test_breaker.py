@@ -16,6 +16,7 @@ from app.deliveries import holds, jobs
 from app.deliveries.breaker import Breakers, Change, State
 from app.deliveries.engine import claim_due, defer_due, release, resume
 from app.deliveries.jobs import drain
+from app.events import fanouts
 from app.extensions import db
 from app.models import EPOCH, Attempt, Delivery, Endpoint, utcnow
 from app.runtime import runtime
@@ -239,6 +240,7 @@ def test_a_held_endpoints_new_deliveries_are_published_held(api: Api) -> None:
 
     api.publish("user.created")
     published = utcnow()
+    fanouts.writer.flush()  # the held one is written a moment after the publish
 
     due = {d.endpoint_id: d.next_attempt_at for d in deliveries_of(held, lapsed, free)}
     assert due[held] == until  # no claim meets it, no push has to move it
@@ -259,6 +261,7 @@ def test_holding_marks_the_endpoint_and_bringing_forward_clears_it(api: Api) -> 
     db.session.execute(update(Endpoint).where(Endpoint.id == hook).values(held_until=later))
     db.session.commit()
     api.publish("user.created")
+    fanouts.writer.flush()
     assert sorted(d.next_attempt_at for d in deliveries_of(hook)) == [until, later]
 
     resume(hook, until)  # its breaker closed

@@ -61,8 +61,10 @@ def _insert_statement(table: str, columns: tuple[str, ...], same: tuple[str, ...
 
 
 @functools.cache
-def _family_statement(parent: Shape, child: Shape) -> TextClause:
-    return text(f"WITH parent AS ({_insert_sql(*parent, 'p_')}) {_insert_sql(*child, 'c_')}")
+def _family_statement(shapes: tuple[Shape, ...]) -> TextClause:
+    *first, last = (_insert_sql(*shape, f"t{n}_") for n, shape in enumerate(shapes))
+    ctes = ", ".join(f"t{n} AS ({sql})" for n, sql in enumerate(first))
+    return text(f"WITH {ctes} {last}")
 
 
 def insert_rows(table: Table, rows: Sequence[dict[str, Any]], **same: Any) -> None:
@@ -77,23 +79,23 @@ def insert_rows(table: Table, rows: Sequence[dict[str, Any]], **same: Any) -> No
     db.session.execute(statement, {"rows": _json(rows), **same})
 
 
-def insert_family(parent: Rows, child: Rows) -> None:
-    """Insert rows, and rows of another table that refer to them (each as insert_rows's
-    table, rows and shared values): on PostgreSQL in one statement, so a publish waits for
-    one round trip before its commit, not two. The child rows' foreign keys are checked at
-    the end of the statement, when the parent rows are there."""
-    (p_table, p_rows, p_same), (c_table, c_rows, c_same) = parent, child
-    if not (on_postgres() and p_rows and c_rows):
-        insert_rows(p_table, p_rows, **p_same)
-        insert_rows(c_table, c_rows, **c_same)
+def insert_family(parent: Rows, *children: Rows) -> None:
+    """Insert rows, and rows of other tables (which may refer to them), each as
+    insert_rows's table, rows and shared values: on PostgreSQL in one statement, so a
+    publish waits for one round trip before its commit, not one a table. The children's
+    foreign keys are checked at the end of the statement, when the parent rows are there."""
+    family = [rows for rows in (parent, *children) if rows[1]]
+    if not (on_postgres() and parent[1] and len(family) > 1):
+        for table, rows, same in family:
+            insert_rows(table, rows, **same)
         return
     statement = _family_statement(
-        (p_table.name, tuple(p_rows[0]), tuple(p_same)),
-        (c_table.name, tuple(c_rows[0]), tuple(c_same)),
+        tuple((table.name, tuple(rows[0]), tuple(same)) for table, rows, same in family)
     )
-    params = {"p_rows": _json(p_rows), "c_rows": _json(c_rows)}
-    params.update({f"p_{name}": value for name, value in p_same.items()})
-    params.update({f"c_{name}": value for name, value in c_same.items()})
+    params: dict[str, Any] = {}
+    for n, (_, rows, same) in enumerate(family):
+        params[f"t{n}_rows"] = _json(rows)
+        params.update({f"t{n}_{name}": value for name, value in same.items()})
     db.session.execute(statement, params)
 
 

@@ -132,9 +132,9 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
     endpoints = db.session.execute(LIVE_ENDPOINTS).all()
     now = utcnow()
     # Deliveries to an endpoint a worker holds are inserted held (next_attempt_at), so no
-    # claim meets them and no worker has to move them after. They are written just after
-    # the commit (fanouts.py), off the other deliveries' path, unless the batch coalesces:
-    # a newer event's supersede must find an older one's held deliveries already written.
+    # claim meets them and no worker has to move them after. They are written a moment
+    # after the commit (fanouts.py), off the other deliveries' path, unless the batch
+    # coalesces: a newer event's supersede must find an older one's held deliveries.
     held = {ep.id: ep.held_until for ep in endpoints if ep.held_until and ep.held_until > now}
     held_inline = bool(held) and any(spec.coalesce_key for spec in specs)
     results: list[Published] = []
@@ -190,18 +190,19 @@ def _publish(specs: list[EventIn], keys: list[str | None], hashes: list[str]) ->
             newest_by_coalesce[(spec.coalesce_key, spec.type)] = (event_id, targets)
         results.append(Published(event_id, spec.type, now, len(targets)))
     due = {} if held_inline else {"next_attempt_at": now}  # else in each row: one statement
+    listed = [fanouts.listing(later)] if later else []
     insert_family(
         (EVENTS, event_rows, {"created_at": now}),
         (DELIVERIES, delivery_rows, {**due, "locked_until": EPOCH, "created_at": now}),
+        (fanouts.FANOUTS, listed, {"created_at": now}),
     )
     for (coalesce_key, type_name), (newest, targets) in newest_by_coalesce.items():
         supersede(coalesce_key, type_name, newest, targets, now)
-    fanout = fanouts.stash(later, now) if later else None
     db.session.commit()
     if delivery_rows:
         runtime().broker.request_drain()
-    if fanout:
-        fanouts.write(fanout, later, now)
+    for fanout in listed:
+        fanouts.write_later(fanouts.Listed(fanout["id"], later, now))
     return results
 
 
