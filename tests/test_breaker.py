@@ -270,6 +270,20 @@ def test_holding_marks_the_endpoint_and_bringing_forward_clears_it(api: Api) -> 
     assert all(d.next_attempt_at <= utcnow() for d in deliveries_of(hook))
 
 
+def test_a_push_moves_the_mark_only_once_it_runs_short(api: Api) -> None:
+    api.event_type("user.created")
+    hook = api.webhook("http://127.0.0.1:9/a")["id"]
+    until = utcnow() + timedelta(seconds=60)
+    defer_due(hook, until)
+
+    defer_due(hook, until + timedelta(seconds=0.5))  # the next push, half a second on
+    assert held_until(hook) == until  # not rewritten for so little
+
+    further = until + timedelta(seconds=30)  # a quarter and more short of this one
+    defer_due(hook, further)
+    assert held_until(hook) == further
+
+
 def test_a_drain_that_ends_hands_back_what_it_held(api: Api, monkeypatch: Any) -> None:
     monkeypatch.setattr(holds, "breakers", Breakers(threshold=1, first=2.0, longest=60.0))
     monkeypatch.setattr(holds, "_held_upto", {})
