@@ -42,7 +42,7 @@ def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows: list[t
         cp.write(buf.getvalue())
 
 
-def seed(conn: psycopg.Connection, endpoint_id: str, old: int, recent: int) -> None:  # type: ignore[type-arg]
+def seed(conn: psycopg.Connection, endpoint_id: str, old: int, recent: int) -> None:
     now = datetime.now(UTC)
     events, deliveries, attempts = [], [], []
     epoch = "1970-01-01 00:00:00+00"

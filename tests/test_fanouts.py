@@ -94,9 +94,7 @@ def test_a_writer_that_fails_leaves_them_to_the_sweeper(api: Api, monkeypatch: A
     assert lists_left() == 0
 
 
-def test_a_list_skips_an_endpoint_deleted_before_it_is_written(
-    api: Api, monkeypatch: Any
-) -> None:
+def test_a_list_skips_an_endpoint_deleted_before_it_is_written(api: Api, monkeypatch: Any) -> None:
     held, _, _ = held_and_free(api)
     monkeypatch.setattr(fanouts, "writer", fanouts.Writer(background=False))
     api.publish("user.created")
@@ -118,9 +116,7 @@ def test_a_list_is_written_once_by_whoever_takes_it_first(api: Api, monkeypatch:
     assert due_times(held)[held] == [until]  # once
 
 
-def test_the_lists_of_several_publishes_are_written_together(
-    api: Api, monkeypatch: Any
-) -> None:
+def test_the_lists_of_several_publishes_are_written_together(api: Api, monkeypatch: Any) -> None:
     held, free, until = held_and_free(api)
     monkeypatch.setattr(fanouts, "writer", fanouts.Writer(background=False))
     for _ in range(3):
