@@ -170,10 +170,10 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
 
 
 class HeldFanout(db.Model):  # type: ignore[name-defined,misc]
-    """A publish's deliveries to held endpoints, written just after its commit.
+    """A publish's deliveries to held endpoints, written a moment after its commit.
 
-    The publish commits this row with its events and their other deliveries, and writes
-    the held deliveries it lists in a second transaction, deleting it; if that never
+    The publish commits this row with its events and their other deliveries; its process's
+    writer thread then writes the held deliveries it lists, deleting it. If that never
     happens (a crash, an outage), the sweeper does it (app/events/fanouts.py).
     """
 

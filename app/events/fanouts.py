@@ -96,22 +96,27 @@ def listing(held: Held) -> dict[str, str]:
 
 
 class Writer:
-    """This process's writer of committed lists: a thread started at the first one (again
-    in a forked child), and a last flush at exit. Never raises into a publish: the lists
-    are committed, and what it cannot write the sweeper writes."""
+    """This process's writer of committed lists: a thread started at the first one, and a
+    last flush at exit. Never raises into a publish: the lists are committed, and what it
+    cannot write the sweeper writes."""
 
     def __init__(self, background: bool = True) -> None:
+        self.background = background  # False: only flush() writes (tests)
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a child starts its own thread
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._writing = threading.Lock()  # a flush returns once what it found is written
         self._queued: list[tuple[Flask, Listed]] = []
         self._wake = threading.Event()
-        self._pid = 0 if background else -1  # -1: only flush() writes (tests)
+        self._started = False
 
     def put(self, app: Flask, listed: Listed) -> None:
         with self._lock:
             self._queued.append((app, listed))
-            if self._pid not in (os.getpid(), -1):
-                self._pid = os.getpid()
+            if self.background and not self._started:
+                self._started = True
                 threading.Thread(target=self._run, name="held-writer", daemon=True).start()
                 atexit.register(self.flush)
         self._wake.set()
@@ -120,24 +125,22 @@ class Writer:
         """Write every queued list now (or wait for the write in progress); how many lists
         this call wrote."""
         with self._writing:
-            return self._write_queued()
-
-    def _write_queued(self) -> int:
-        with self._lock:
-            queued, self._queued = self._queued, []
-        by_app: dict[Flask, list[Listed]] = {}
-        for app, listed in queued:
-            by_app.setdefault(app, []).append(listed)
-        written = 0
-        for app, lists in by_app.items():
-            with app.app_context():
+            with self._lock:
+                queued, self._queued = self._queued, []
+            by_app: dict[Flask, list[Listed]] = {}
+            for app, listed in queued:
+                by_app.setdefault(app, []).append(listed)
+            written = 0
+            for app, lists in by_app.items():
                 try:
-                    written += take(lists)
+                    with app.app_context():
+                        try:
+                            written += take(lists)
+                        finally:
+                            db.session.remove()
                 except Exception:
                     log.exception("%d lists of held deliveries are left to the sweeper", len(lists))
-                finally:
-                    db.session.remove()
-        return written
+            return written
 
     def _run(self) -> None:
         while True:
