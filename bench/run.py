@@ -397,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except BenchError as exc:
         print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+        stack.keep = True  # the logs of the processes that failed
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", file=sys.stderr)

@@ -71,6 +71,7 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     schema: str | None = None
+    keep: bool = False  # keep the temp dir and its logs (a failed run sets it)
     redis_prefix: str | None = None
     embedded_redis_url: str | None = None
     web_url: str = ""
@@ -323,8 +324,8 @@ class Stack:
         self.procs.clear()
 
     def _remove_tmp(self) -> None:
-        if os.environ.get("HERALD_BENCH_KEEP"):
-            print(f"kept {self.tmp} (HERALD_BENCH_KEEP)")
+        if os.environ.get("HERALD_BENCH_KEEP") or self.keep:
+            print(f"kept {self.tmp} (its web.log and worker-*.log say what went wrong)")
             return
         shutil.rmtree(self.tmp, ignore_errors=True)
 

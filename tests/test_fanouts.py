@@ -143,3 +143,24 @@ def test_a_coalescing_publish_writes_held_deliveries_in_its_own_transaction(
 
     assert listed == []
     assert due_times(held, free)[held] == [until]
+
+
+def test_a_publish_to_held_endpoints_only_lists_them_and_wakes_no_one(
+    api: Api, monkeypatch: Any
+) -> None:
+    api.event_type("user.created")
+    held = api.webhook("http://127.0.0.1:9/held")["id"]
+    until = utcnow() + timedelta(seconds=30)
+    db.session.execute(update(Endpoint).where(Endpoint.id == held).values(held_until=until))
+    db.session.commit()
+    monkeypatch.setattr(fanouts, "writer", fanouts.Writer(background=False))
+    woken: list[bool] = []
+    monkeypatch.setattr(runtime().broker, "request_drain", lambda: woken.append(True))
+
+    batch = api.post("/v1/events/batch", {"events": [{"type": "user.created", "data": {}}] * 3})
+
+    assert batch.status_code == 202
+    assert woken == []  # nothing is due now
+    assert lists_left() == 1
+    assert fanouts.writer.flush() == 1
+    assert due_times(held)[held] == [until] * 3
