@@ -417,20 +417,11 @@ def defer_due(endpoint_id: str, until: datetime) -> None:
     ones published held as long (``Endpoint.held_until``). Only what came due is written:
     the rest waits already, and rewriting a long backlog each time took tens of ms."""
     now = utcnow()
-    # A drain pushes an open breaker's hold every half second, a minute or more ahead: the
-    # mark is moved only once it has run a quarter short, not rewritten (and committed
-    # durably) each time for half a second more.
-    db.session.execute(
-        update(ENDPOINTS)
-        .where(
-            ENDPOINTS.c.id == endpoint_id,
-            or_(
-                ENDPOINTS.c.held_until.is_(None),
-                ENDPOINTS.c.held_until < until - (until - now) / 4,
-            ),
-        )
-        .values(held_until=until)
-    )
+    # A drain pushes a hold every PUSH_EVERY seconds, a minute or more ahead: the mark is
+    # moved only once it has run a quarter short, not rewritten (and committed durably) at
+    # each push for a few seconds more.
+    short = ENDPOINTS.c.held_until < until - (until - now) / 4
+    _hold_new(endpoint_id, until, or_(ENDPOINTS.c.held_until.is_(None), short))
     db.session.execute(
         update(DELIVERIES)
         .where(
@@ -467,11 +458,11 @@ def resume(endpoint_id: str, upto: datetime, due_at: datetime | None = None) -> 
     db.session.commit()
 
 
-def _hold_new(endpoint_id: str, until: datetime | None) -> None:
+def _hold_new(endpoint_id: str, until: datetime | None, *only_if: Any) -> None:
     """Have deliveries published to the endpoint from now on come due at ``until`` (None:
-    at once)."""
+    at once), if its row meets ``only_if``."""
     db.session.execute(
-        update(ENDPOINTS).where(ENDPOINTS.c.id == endpoint_id).values(held_until=until)
+        update(ENDPOINTS).where(ENDPOINTS.c.id == endpoint_id, *only_if).values(held_until=until)
     )
 
 
