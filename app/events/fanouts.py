@@ -184,21 +184,8 @@ def take(lists: Sequence[Listed]) -> int:
     not deleted meanwhile: a delete cancels what is pending, and these would not be); how
     many it deleted. The endpoints are share-locked, so a delete either waits and then
     cancels these too, or commits first and is seen here."""
-    rows = [
-        {
-            "id": new_id("dlv"),
-            "event_id": event_id,
-            "endpoint_id": endpoint_id,
-            "next_attempt_at": until,
-            "created_at": listed.created_at,
-            "list": listed.id,
-        }
-        for listed in lists
-        for endpoint_id, (until, events) in listed.held.items()
-        for event_id in events
-    ]
     if on_postgres():
-        return _take_on_postgres(lists, rows)
+        return _take_on_postgres(lists)
     taken = 0
     for listed in lists:
         result = db.session.execute(delete(FANOUTS).where(FANOUTS.c.id == listed.id))
@@ -210,24 +197,38 @@ def take(lists: Sequence[Listed]) -> int:
                 .with_for_update(read=True)
             )
             live = set(kept.scalars())
-            mine = [
-                {k: v for k, v in row.items() if k != "list"}
-                for row in rows
-                if row["list"] == listed.id and row["endpoint_id"] in live
-            ]
-            insert_rows(DELIVERIES, mine, **SCHEDULED, locked_until=EPOCH)
+            rows = [row for row in _rows(listed) if row["endpoint_id"] in live]
+            insert_rows(DELIVERIES, rows, **SCHEDULED, locked_until=EPOCH)
         db.session.commit()
     return taken
 
 
-def _take_on_postgres(lists: Sequence[Listed], rows: list[dict[str, Any]]) -> int:
+def _rows(listed: Listed) -> list[dict[str, Any]]:
+    """A list's deliveries, as rows for insert_rows (with SCHEDULED and locked_until)."""
+    return [
+        {
+            "id": new_id("dlv"),
+            "event_id": event_id,
+            "endpoint_id": endpoint_id,
+            "next_attempt_at": until,
+            "created_at": listed.created_at,
+        }
+        for endpoint_id, (until, events) in listed.held.items()
+        for event_id in events
+    ]
+
+
+def _take_on_postgres(lists: Sequence[Listed]) -> int:
     """take's statements and its commit as one, sent in one round trip on a connection of
     its own. The commit does not wait for the disk: were it lost in a crash, the lists,
     committed with their publishes, would be there for the sweeper."""
     params = {
         "fanouts": [listed.id for listed in lists],
         "endpoints": sorted({ep for listed in lists for ep in listed.held}),
-        "rows": json.dumps(rows, default=datetime.isoformat),
+        "rows": json.dumps(
+            [{**row, "list": listed.id} for listed in lists for row in _rows(listed)],
+            default=datetime.isoformat,
+        ),
         "epoch": EPOCH,
         **SCHEDULED,
     }
