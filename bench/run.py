@@ -375,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         if part("scale"):
             size = max(1000, args.deliveries // 2)
             for count in args.scale_workers:
+                print(f"[{time.time() - started:5.0f} s]   {count} worker(s) ...", flush=True)
                 start_workers(bench, count)
                 tp = run_throughput(bench, 10, size, args.batch)
                 payload["scale"]["throughput"].append(asdict(tp))
@@ -382,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                 st = run_steady(bench, args.rate, seconds, 10)
                 payload["scale"]["steady"].append(asdict(st))
             if stack.postgres:
+                print(f"[{time.time() - started:5.0f} s]   claim time ...", flush=True)
                 bench.stack.stop_workers()
                 claims = run_claims(bench, args.claim_sizes)
                 payload["scale"]["claims"] = [asdict(c) for c in claims]
