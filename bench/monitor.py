@@ -34,6 +34,8 @@ class Sampler:
     worker_pids: list[int]
     interval: float = 0.1
     peaks: dict[int, int] = field(default_factory=dict)
+    first: dict[int, int] = field(default_factory=dict)  # each worker's first sample
+    last: dict[int, int] = field(default_factory=dict)  # and its latest
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -57,11 +59,17 @@ class Sampler:
         for pid in self.worker_pids:
             rss = sum(_rss(p) for p in _tree(pid))
             self.peaks[pid] = max(self.peaks.get(pid, 0), rss)
+            self.first.setdefault(pid, rss)
+            self.last[pid] = rss
 
     @property
     def peak_mb(self) -> float:
         """The largest single worker's peak (what one worker process needs)."""
-        return max(self.peaks.values(), default=0) / 2**20
+        return self.largest(self.peaks)
+
+    @staticmethod
+    def largest(samples: dict[int, int]) -> float:
+        return max(samples.values(), default=0) / 2**20
 
 
 def _rss(proc: psutil.Process) -> int:

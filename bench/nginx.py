@@ -6,9 +6,11 @@ log as ``<msec> <uri> <webhook-id>``; this module reads that log (from the offse
 current measurement started) for arrival times and duplicates, so the receiver costs a C
 server's CPU, not Python's.
 
-``/fail/...`` answers 500. The black hole is a listening socket that never accepts: the
-kernel completes the handshake and buffers the request, and no answer ever comes, so each
-request costs the sender its full timeout.
+``/fail/...`` answers 500, ``/big/...`` 200 with an 8 MiB body (a file written into the
+temp dir, served through an internal redirect: nginx's static files answer POST with 405).
+The black hole is a listening socket that never accepts: the kernel completes the handshake
+and buffers the request, and no answer ever comes, so each request costs the sender its
+full timeout.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from bench.api import Watchdog, wait_for_unique
 
 NGINX = "/usr/sbin/nginx"
+BIG_BODY_BYTES = 8 * 2**20  # what /big/ answers
 
 CONFIG = """
 worker_processes 1;
@@ -35,7 +38,7 @@ http {{
     fastcgi_temp_path {tmp}/nginx-fastcgi;
     uwsgi_temp_path {tmp}/nginx-uwsgi;
     scgi_temp_path {tmp}/nginx-scgi;
-    log_format arrivals '$msec $uri $http_webhook_id';
+    log_format arrivals '$msec $request_uri $http_webhook_id';
     access_log {tmp}/arrivals.log arrivals buffer=64k flush=100ms;
     keepalive_requests 1000000;
     keepalive_timeout 120s;
@@ -43,6 +46,8 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location /fail/ {{ return 500; }}
+        location /big/ {{ error_page 405 =200 /big.bin; return 405; }}
+        location = /big.bin {{ internal; root {tmp}/www; default_type application/octet-stream; }}
         location / {{ return 204; }}
     }}
 }}
@@ -50,6 +55,12 @@ http {{
 
 
 def write_config(tmp: Path, port: int) -> Path:
+    # nginx's worker runs as nobody: it must be able to reach the file (not list the dir).
+    tmp.chmod(0o711)
+    www = tmp / "www"
+    www.mkdir(mode=0o755, exist_ok=True)
+    (www / "big.bin").write_bytes(b"x" * BIG_BODY_BYTES)
+    (www / "big.bin").chmod(0o644)
     path = tmp / "nginx.conf"
     path.write_text(CONFIG.format(tmp=tmp, port=port))
     return path

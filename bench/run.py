@@ -11,7 +11,8 @@ receiver, it measures, each beside its target:
 3. the same while one webhook hangs to its timeout and another answers 500;
 4. ingest: ``POST /v1/events`` single and batch of 100, under gunicorn;
 5. scale: throughput and latency with 1, 2 and 4 worker processes, and claim time as the
-   deliveries table grows.
+   deliveries table grows; 6. a worker's resident memory, also while every receiver answers
+   with an 8 MiB body.
 
 Results go to bench/results/ as JSON and PNG (and latest.json / latest.png).
 See docs/benchmarks.md.
@@ -38,6 +39,7 @@ from bench.api import EVENT_TYPE, Herald
 from bench.claims import run_claims
 from bench.db import engine_for
 from bench.ingest import INGEST_TYPE, run_ingest
+from bench.memory import run_memory
 from bench.naive import run_naive
 from bench.stack import ROOT, BenchError, Stack
 from bench.steady import run_interleaved, run_steady, steady_types
@@ -51,6 +53,7 @@ TARGETS = {
     "vs_naive_rq": 5.0,
     "p99_ms": 250.0,
     "isolation_rise": 0.20,
+    "rss_mb": 200.0,  # a worker's resident memory
 }
 
 
@@ -215,6 +218,20 @@ def report(p: dict[str, Any]) -> str:
     lines.append("  claim time (batch of 200, 1,000 due) by table size:")
     for c in p["scale"]["claims"]:
         lines.append(f"    {c['rows']:>9,} rows: median {c['median_ms']} ms, p95 {c['p95_ms']} ms")
+    lines += ["", "6. a worker's resident memory (the largest worker's; target flat, < 200 MB)"]
+    for t in p["throughput"]:
+        lines.append(
+            f"  [{mark(t['worker_rss_mb'] < TARGETS['rss_mb'])}] {t['deliveries']:>7,} "
+            f"deliveries answered 204, {t['webhooks']:>3} webhooks: peak {t['worker_rss_mb']} MB"
+        )
+    for m in p.get("memory", []):
+        grew = m["rss_end_mb"] - m["rss_start_mb"]
+        lines.append(
+            f"  [{mark(m['rss_peak_mb'] < TARGETS['rss_mb'])}] {m['deliveries']:>7,} "
+            f"deliveries answered {m['answer']}: {m['rss_start_mb']} MB at the start, peak "
+            f"{m['rss_peak_mb']}, end {m['rss_end_mb']} ({grew:+.1f} MB; "
+            f"{m['deliveries_per_s']:.0f} deliveries/s)"
+        )
     return "\n".join(lines)
 
 
@@ -236,6 +253,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: under 2 minutes")
     parser.add_argument("--deliveries", type=int, help="deliveries per throughput scenario")
+    parser.add_argument(
+        "--big-deliveries", type=int, help="deliveries answered with 8 MiB bodies (memory)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--webhooks", default="1,10,100", help="throughput scenarios")
     parser.add_argument("--scale", default="1,2,4", help="worker counts for the scale curve")
@@ -248,7 +268,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=100, help="events per publish request")
     parser.add_argument(
         "--only",
-        default="throughput,naive,steady,isolation,ingest,scale",
+        default="throughput,naive,steady,isolation,ingest,memory,scale",
         help="parts to run (comma-separated)",
     )
     parser.add_argument("--timeout", type=float, default=60, help="stall limit per wait (s)")
@@ -258,6 +278,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     quick = args.quick
     args.mode = "quick" if quick else "full"
     args.deliveries = args.deliveries or (4000 if quick else 20000)
+    args.big_deliveries = args.big_deliveries or (2000 if quick else 20000)
     # Each publish lands its deliveries at once, so a p99 is close to the worst few ticks:
     # 8 s (160 ticks) in the quick run keeps one stray tick from deciding it.
     args.steady_seconds = args.steady_seconds or (8.0 if quick else 30.0)
@@ -331,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             "naive": {"deliveries_per_s": 0.0},
             "steady": [],
             "ingest": [],
+            "memory": [],
             "scale": {"throughput": [], "steady": [], "claims": []},
         }
 
@@ -372,12 +394,15 @@ def main(argv: list[str] | None = None) -> int:
             for batch in (1, 100):
                 result_i = run_ingest(bench, batch, clients=8, seconds=3 if args.quick else 10)
                 payload["ingest"].append(asdict(result_i))
+        if part("memory"):
+            payload["memory"] = [asdict(run_memory(bench, args.big_deliveries, args.batch))]
         if part("scale"):
             size = max(1000, args.deliveries // 2)
             for count in args.scale_workers:
                 print(f"[{time.time() - started:5.0f} s]   {count} worker(s) ...", flush=True)
                 start_workers(bench, count)
-                tp = run_throughput(bench, 10, size, args.batch)
+                # No bare loop here: the curve is Herald's against itself.
+                tp = run_throughput(bench, 10, size, args.batch, baseline=False)
                 payload["scale"]["throughput"].append(asdict(tp))
                 seconds = 3.0 if args.quick else args.steady_seconds / 2
                 st = run_steady(bench, args.rate, seconds, 10)

@@ -142,8 +142,11 @@ def make_webhooks(bench: Bench, count: int, tag: str) -> list[dict[str, Any]]:
     return [bench.herald.create_webhook(f"{base}/{tag}/{i}") for i in range(count)]
 
 
-def run_throughput(bench: Bench, webhooks: int, deliveries: int, batch: int) -> Throughput:
-    """Publish ``deliveries / webhooks`` events to ``webhooks`` webhooks and time it all."""
+def run_throughput(
+    bench: Bench, webhooks: int, deliveries: int, batch: int, baseline: bool = True
+) -> Throughput:
+    """Publish ``deliveries / webhooks`` events to ``webhooks`` webhooks and time it all
+    (and, with ``baseline``, the bare loop against the same receiver just before)."""
     events = max(1, deliveries // webhooks)
     result = Throughput(webhooks=webhooks, workers=len(bench.worker_pids), events=events)
     created = make_webhooks(bench, webhooks, f"tp{webhooks}w{len(bench.worker_pids)}")
@@ -156,10 +159,11 @@ def run_throughput(bench: Bench, webhooks: int, deliveries: int, batch: int) -> 
         watchdog = Watchdog(bench.timeout, 10 * bench.timeout)
         wait_succeeded(bench.engine, ids, warm * webhooks, watchdog, bench.stack.check_alive)
 
-        # The yardstick, in the same run: one thread, one Session, the same signed bodies.
-        targets = [Target(w["url"], w["id"], w["secret"]) for w in created]
-        bodies = [herald_body(event_data(i)) for i in range(min(deliveries, 3000))]
-        result.baseline_req_per_s = round(run_baseline(targets, bodies), 1)
+        if baseline:
+            # The yardstick, in the same run: one thread, one Session, the same signed bodies.
+            targets = [Target(w["url"], w["id"], w["secret"]) for w in created]
+            bodies = [herald_body(event_data(i)) for i in range(min(deliveries, 3000))]
+            result.baseline_req_per_s = round(run_baseline(targets, bodies), 1)
 
         bench.receiver.reset()
         expected = events * webhooks
@@ -177,7 +181,8 @@ def run_throughput(bench: Bench, webhooks: int, deliveries: int, batch: int) -> 
         result.deliveries = expected
         result.seconds = round(finished - started, 3)
         result.deliveries_per_s = round(expected / (finished - started), 1)
-        result.ratio = round(result.deliveries_per_s / result.baseline_req_per_s, 3)
+        if result.baseline_req_per_s:
+            result.ratio = round(result.deliveries_per_s / result.baseline_req_per_s, 3)
         result.worker_rss_mb = round(sampler.peak_mb, 1)
         result.latency_ms = percentiles(latencies_ms(arrivals, made))
         result.duplicates = int(stats["duplicates"])
