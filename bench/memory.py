@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bench.api import Watchdog
-from bench.db import wait_succeeded
 from bench.monitor import Sampler
 from bench.nginx import BIG_BODY_BYTES
 from bench.throughput import Bench, make_webhooks, publish
@@ -33,30 +31,21 @@ class Memory:
 
 
 def run_memory(bench: Bench, deliveries: int, batch: int) -> Memory:
+    events = max(1, deliveries // WEBHOOKS)
     result = Memory(
         answer=f"200 with an {BIG_BODY_BYTES // 2**20} MiB body",
         webhooks=WEBHOOKS,
-        deliveries=deliveries,
+        deliveries=events * WEBHOOKS,
     )
     ids = [w["id"] for w in make_webhooks(bench, WEBHOOKS, "big/memory")]
     try:
         warm = 20
         publish(bench, warm, batch)
-        watchdog = Watchdog(bench.timeout, 10 * bench.timeout)
-        wait_succeeded(bench.engine, ids, warm * WEBHOOKS, watchdog, bench.stack.check_alive)
-        events = max(1, deliveries // WEBHOOKS)
+        bench.wait_succeeded(ids, warm * WEBHOOKS)
         with Sampler(bench.worker_pids) as sampler:
             started = time.time()
             publish(bench, events, batch)
-            watchdog = Watchdog(bench.timeout, 10 * bench.timeout)
-            finished = wait_succeeded(
-                bench.engine,
-                ids,
-                (warm + events) * WEBHOOKS,
-                watchdog,
-                bench.stack.check_alive,
-            )
-        result.deliveries = events * WEBHOOKS
+            finished = bench.wait_succeeded(ids, (warm + events) * WEBHOOKS)
         result.deliveries_per_s = round(result.deliveries / (finished - started), 1)
         result.rss_start_mb = round(sampler.largest(sampler.first), 1)
         result.rss_peak_mb = round(sampler.peak_mb, 1)

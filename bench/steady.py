@@ -22,8 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.api import Watchdog
-from bench.db import wait_succeeded
 from bench.monitor import CpuMeter
 from bench.nginx import BlackHole
 from bench.throughput import Bench, created_at, event_data, latencies_ms, percentiles
@@ -176,8 +174,7 @@ def _load(
                 time.sleep(max(0.0, next_tick - time.time()))
             load_seconds = time.time() - started
             bench.stack.check_alive()
-            watchdog = Watchdog(bench.timeout, 10 * bench.timeout)
-            wait_succeeded(bench.engine, ids, len(created), watchdog, bench.stack.check_alive)
+            bench.wait_succeeded(ids, len(created))
         time.sleep(0.2)  # nginx flushes its log every 100 ms
         arrivals = {
             k: v

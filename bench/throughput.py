@@ -38,6 +38,12 @@ class Bench:
     cpu_groups: dict[str, list[int]]
     timeout: float
 
+    def wait_succeeded(self, endpoint_ids: list[str], owed: int) -> float:
+        """Wait until ``owed`` deliveries to these webhooks have succeeded (failing fast on
+        a stall or a dead process); returns when that was seen."""
+        watchdog = Watchdog(self.timeout, 10 * self.timeout)
+        return wait_succeeded(self.engine, endpoint_ids, owed, watchdog, self.stack.check_alive)
+
 
 @dataclass
 class Throughput:
@@ -156,8 +162,7 @@ def run_throughput(
         warm = max(2, 200 // webhooks)
         bench.receiver.reset()
         publish(bench, warm, batch)
-        watchdog = Watchdog(bench.timeout, 10 * bench.timeout)
-        wait_succeeded(bench.engine, ids, warm * webhooks, watchdog, bench.stack.check_alive)
+        bench.wait_succeeded(ids, warm * webhooks)
 
         if baseline:
             # The yardstick, in the same run: one thread, one Session, the same signed bodies.
@@ -171,10 +176,7 @@ def run_throughput(
             started = time.time()
             made = publish(bench, events, batch)
             result.publish_seconds = round(time.time() - started, 3)
-            watchdog = Watchdog(bench.timeout, 10 * bench.timeout)
-            finished = wait_succeeded(
-                bench.engine, ids, (warm + events) * webhooks, watchdog, bench.stack.check_alive
-            )
+            finished = bench.wait_succeeded(ids, (warm + events) * webhooks)
         time.sleep(0.2)  # nginx flushes its log every 100 ms
         stats = bench.receiver.stats()
         arrivals = bench.receiver.arrivals()
